@@ -14,8 +14,8 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
-        .target(name: "CChecksum", cSettings: [.unsafeFlags(["-O3"])]),
-        .target(name: "SnapStore", dependencies: ["CChecksum"]),
+        .target(name: "CStoreSupport", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "SnapStore", dependencies: ["CStoreSupport"]),
         .target(name: "SnapFS", dependencies: ["SnapStore"]),
         .target(name: "FUSEBridge", dependencies: ["SnapFS", "CFuse3"]),
         .executableTarget(name: "snapfs", dependencies: [

@@ -5,6 +5,12 @@
 
 static uint32_t table[256];
 static int have_sse42 = -1;
+static void init_table_and_detect(void);
+
+// Runs at load time, before any thread can call snap_crc32c.
+__attribute__((constructor)) static void crc32c_init(void) {
+    init_table_and_detect();
+}
 
 static void init_table(void) {
     for (uint32_t i = 0; i < 256; i++) {
@@ -35,18 +41,21 @@ static uint32_t crc_hw(uint32_t crc, const unsigned char *p, size_t len) {
 }
 #endif
 
+static void init_table_and_detect(void) {
+    init_table();
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    have_sse42 = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+#else
+    have_sse42 = 0;
+#endif
+}
+
 uint32_t snap_crc32c(uint32_t crc, const void *data, size_t len) {
     const unsigned char *p = (const unsigned char *)data;
     crc = ~crc;
 #if defined(__x86_64__)
-    if (have_sse42 < 0) {
-        __builtin_cpu_init();
-        have_sse42 = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-        if (!have_sse42) init_table();
-    }
-    if (have_sse42) return ~crc_hw(crc, p, len);
-#else
-    if (have_sse42 < 0) { init_table(); have_sse42 = 0; }
+    if (have_sse42 > 0) return ~crc_hw(crc, p, len);
 #endif
     return ~crc_sw(crc, p, len);
 }

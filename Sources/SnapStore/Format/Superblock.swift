@@ -1,0 +1,115 @@
+import Foundation
+
+/// The root of a pool's committed state. The file `superblock` holds two 4 KiB slots;
+/// commit G writes slot G % 2 after everything it points to is flushed, so a torn
+/// superblock write leaves the other slot (the previous commit) valid. Layout in
+/// docs/FORMAT.md; every field little-endian; CRC-32C of bytes 0..<4092 at 4092.
+struct Superblock: Equatable {
+    static let magic: UInt64 = 0x4253_5346_5041_4E53   // "SNAPFSSB" read as LE bytes
+    static let slotSize = Layout.blockSize
+
+    var formatVersion: UInt32 = Layout.formatVersion
+    var incompatFeatures: UInt64 = 0
+    var poolUUID: UUID = UUID()
+    var chunkSize: UInt32
+    var generation: UInt64
+    var objectTree: MapRoot = MapRoot()
+    var nextObjectId: UInt64 = 1
+    var metaBlockCount: UInt64 = 1     // block 0 is never used: pointer 0 means "none"
+    var dataChunkCount: UInt64 = 1     // chunk 0 likewise
+    var createdMicros: Int64
+    var commitMicros: Int64 = 0
+
+    func encode() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Self.slotSize)
+        out.withUnsafeMutableBytes { b in
+            b.put(Self.magic, at: 0)
+            b.put(formatVersion, at: 8)
+            b.put(UInt32(Self.slotSize), at: 12)
+            b.put(incompatFeatures, at: 16)
+            withUnsafeBytes(of: poolUUID.uuid) { u in
+                (b.baseAddress! + 32).copyMemory(from: u.baseAddress!, byteCount: 16)
+            }
+            b.put(chunkSize, at: 48)
+            b.put(UInt32(Layout.fanout), at: 52)
+            b.put(generation, at: 56)
+            b.put(objectTree.ptr, at: 64)
+            b.put(objectTree.crc, at: 72)
+            b.put(UInt32(objectTree.height), at: 76)
+            b.put(nextObjectId, at: 80)
+            b.put(metaBlockCount, at: 88)
+            b.put(dataChunkCount, at: 96)
+            b.put(createdMicros, at: 104)
+            b.put(commitMicros, at: 112)
+            let crc = crc32c(UnsafeRawBufferPointer(rebasing: b[0..<4092]))
+            b.put(crc, at: 4092)
+        }
+        return out
+    }
+
+    enum DecodeResult { case valid(Superblock), invalid(String), unsupported(String) }
+
+    static func decode(_ bytes: [UInt8]) -> DecodeResult {
+        guard bytes.count == slotSize else { return .invalid("short superblock") }
+        return bytes.withUnsafeBytes { b -> DecodeResult in
+            guard b.get(UInt64.self, at: 0) == magic else { return .invalid("bad magic") }
+            guard crc32c(UnsafeRawBufferPointer(rebasing: b[0..<4092])) == b.get(UInt32.self, at: 4092) else {
+                return .invalid("checksum mismatch")
+            }
+            let version = b.get(UInt32.self, at: 8)
+            guard version <= Layout.formatVersion else {
+                return .unsupported("pool format version \(version) is newer than this snapfs supports (\(Layout.formatVersion))")
+            }
+            let incompat = b.get(UInt64.self, at: 16)
+            guard incompat == 0 else { return .unsupported("pool uses unknown features 0x\(String(incompat, radix: 16))") }
+            guard b.get(UInt32.self, at: 52) == UInt32(Layout.fanout) else { return .unsupported("unsupported tree fanout") }
+            var uuid = UUID().uuid
+            withUnsafeMutableBytes(of: &uuid) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[32..<48])) }
+            let chunk = b.get(UInt32.self, at: 48)
+            guard chunk >= 4096, chunk <= 1 << 20, chunk & (chunk - 1) == 0 else { return .invalid("bad chunk size \(chunk)") }
+            var sb = Superblock(chunkSize: chunk, generation: b.get(UInt64.self, at: 56), createdMicros: b.get(Int64.self, at: 104))
+            sb.formatVersion = version
+            sb.poolUUID = UUID(uuid: uuid)
+            sb.objectTree = MapRoot(ptr: b.get(UInt64.self, at: 64), crc: b.get(UInt32.self, at: 72),
+                                    height: Int(b.get(UInt32.self, at: 76)))
+            sb.nextObjectId = b.get(UInt64.self, at: 80)
+            sb.metaBlockCount = b.get(UInt64.self, at: 88)
+            sb.dataChunkCount = b.get(UInt64.self, at: 96)
+            sb.commitMicros = b.get(Int64.self, at: 112)
+            return .valid(sb)
+        }
+    }
+
+    /// Reads both slots; the valid one with the highest generation wins.
+    static func load(from file: StorageFile, path: String) throws -> Superblock {
+        var best: Superblock?
+        var problems: [String] = []
+        for slot in 0..<2 {
+            var bytes = [UInt8](repeating: 0, count: slotSize)
+            let n = try bytes.withUnsafeMutableBytes { try file.read(into: $0, at: UInt64(slot * slotSize)) }
+            if n < slotSize { problems.append("slot \(slot): missing"); continue }
+            switch decode(bytes) {
+            case .valid(let sb): if sb.generation > (best?.generation ?? 0) { best = sb }
+            case .invalid(let why): problems.append("slot \(slot): \(why)")
+            case .unsupported(let why): throw StoreError.refused("cannot open pool \(path): \(why)")
+            }
+        }
+        guard let sb = best else {
+            throw StoreError.refused("cannot open pool \(path): both superblocks are damaged (\(problems.joined(separator: "; ")))")
+        }
+        return sb
+    }
+
+    func write(to file: StorageFile) throws {
+        let bytes = encode()
+        try bytes.withUnsafeBytes { try file.write($0, at: UInt64(Int(generation % 2) * Self.slotSize)) }
+    }
+}
+
+/// A block map's root: pointer and checksum of its top node, and the tree's height
+/// (a tree of height h maps 256^h entries). ptr 0 is an empty map.
+struct MapRoot: Equatable, Codable {
+    var ptr: UInt64 = 0
+    var crc: UInt32 = 0
+    var height: Int = 1
+}

@@ -1,0 +1,136 @@
+import Foundation
+
+/// Everything one commit must write before its superblock.
+struct CommitBatch {
+    var nodes: [UInt64: [UInt8]] = [:]          // metadata block -> bytes (nodes and records)
+    var metaPages: [Int: RefcountTable.PageWrite] = [:]
+    var dataPages: [Int: RefcountTable.PageWrite] = [:]
+    var metaFreed: [UInt64] = []
+    var dataFreed: [UInt64] = []
+    var superblock: Superblock
+
+    /// A failed commit's batch is written again, under the newer one, by the next.
+    mutating func absorb(_ older: CommitBatch) {
+        nodes.merge(older.nodes) { new, _ in new }
+        metaPages.merge(older.metaPages) { new, _ in new }
+        dataPages.merge(older.dataPages) { new, _ in new }
+        metaFreed += older.metaFreed
+        dataFreed += older.dataFreed
+    }
+}
+
+/// The commit protocol (dm-thin style): close the open transaction under the lock
+/// (O(changes), no I/O), then write every node, record and refcount page, flush the
+/// data and metadata files, write the superblock slot of this generation and flush it.
+/// Only then are blocks freed by the transaction handed out again.
+extension Pool {
+    /// Everything done before the call is durable when it returns (group commit).
+    public func sync() throws {
+        guard !readOnly else { return }
+        let wanted = lock.withLock { meta.txn - 1 + (hasChanges ? 1 : 0) }
+        commitLock.lock()
+        defer { commitLock.unlock() }
+        if lock.withLock({ lastCommitted >= wanted }) { return }
+        try commitLocked()
+    }
+
+    private func commitLocked() throws {
+        var batch = try closeTransaction()
+        do {
+            try writeBatch(batch)
+        } catch {
+            lock.withLock { retry = batch }
+            throw StoreError.io(errno: EIO, "commit of generation \(batch.superblock.generation) failed: \(error)")
+        }
+        // Durable: freed chunks may now be reused. Punch them so the host gets the space back.
+        for c in batch.dataFreed {
+            try? dataFile.punchHole(at: c * UInt64(chunkSize), length: UInt64(chunkSize))
+        }
+        lock.withLock {
+            metaRefs.committed(Array(batch.metaPages.values), freed: batch.metaFreed)
+            dataRefs.committed(Array(batch.dataPages.values), freed: batch.dataFreed)
+            superblock = batch.superblock
+            lastCommitted = batch.superblock.generation
+        }
+        batch = CommitBatch(superblock: batch.superblock)
+    }
+
+    private func closeTransaction() throws -> CommitBatch {
+        txnLock.writeLock()    // no write is between its phases now
+        defer { txnLock.unlock() }
+        return try lock.withLock {
+            var encoded: [UInt64: (bytes: [UInt8], crc: UInt32)] = [:]
+            var batch = CommitBatch(superblock: superblock)
+            // 1. Checksums of changed map nodes, bottom up, into the objects' roots.
+            for id in dirtyObjects.sorted() {
+                guard let o = objects[id], o.map.ptr != 0 else { continue }
+                o.map.crc = maps.finalize(o.map.ptr, crc: o.map.crc, level: o.map.height, encoded: &encoded)
+            }
+            // 2. A new record block for every changed object, entered in the object table.
+            for id in dirtyObjects.sorted() {
+                guard let o = objects[id] else { continue }
+                let bytes = try ObjectRecord(o).encodeBlock()
+                let block = metaRefs.allocate()
+                let crc = crc32c(bytes)
+                let leaf = try objectTable.leafForUpdate(&objectTree, id)
+                let s = MapTree.slot(id, level: 1)
+                if leaf.ptr[s] != 0 { metaRefs.decrement(leaf.ptr[s]) }
+                leaf.ptr[s] = block
+                leaf.crc[s] = crc
+                o.recordBlock = block
+                o.recordCRC = crc
+                batch.nodes[block] = bytes
+            }
+            dirtyObjects.removeAll()
+            // 3. The object table itself.
+            if objectTree.ptr != 0 {
+                objectTree.crc = objectTable.finalize(objectTree.ptr, crc: objectTree.crc, level: objectTree.height, encoded: &encoded)
+            }
+            for n in meta.takeDirty() {
+                if encoded[n.block] == nil {
+                    // Unreachable from any root: a leak `check` will name. Write it anyway
+                    // so the block's checksum state is defined.
+                    var bytes = [UInt8](repeating: 0, count: Layout.blockSize)
+                    bytes.withUnsafeMutableBytes { n.encode(into: $0) }
+                    encoded[n.block] = (bytes, crc32c(bytes))
+                }
+            }
+            for (b, e) in encoded { batch.nodes[b] = e.bytes }
+            // 4. Reference counts; this also opens the next transaction.
+            let m = metaRefs.closeTransaction()
+            let d = dataRefs.closeTransaction()
+            for w in m.writes { batch.metaPages[w.index] = w }
+            for w in d.writes { batch.dataPages[w.index] = w }
+            batch.metaFreed = m.freed
+            batch.dataFreed = d.freed
+            var sb = superblock
+            sb.generation = m.writes.isEmpty && d.writes.isEmpty && batch.nodes.isEmpty ? sb.generation + 1 : sb.generation + 1
+            precondition(sb.generation + 1 == metaRefs.txn, "transaction numbers out of step")
+            sb.objectTree = objectTree
+            sb.nextObjectId = nextObjectId
+            sb.metaBlockCount = m.count
+            sb.dataChunkCount = d.count
+            sb.commitMicros = Int64(Date().timeIntervalSince1970 * 1e6)
+            batch.superblock = sb
+            if let older = retry {
+                batch.absorb(older)
+                retry = nil
+            }
+            return batch
+        }
+    }
+
+    private func writeBatch(_ batch: CommitBatch) throws {
+        for (block, bytes) in batch.nodes {
+            try bytes.withUnsafeBytes { try metaFile.write($0, at: block * UInt64(Layout.blockSize)) }
+        }
+        try metaRefs.write(Array(batch.metaPages.values))
+        try dataRefs.write(Array(batch.dataPages.values))
+        try dataFile.sync()
+        try metaFile.sync()
+        try metaRefs.file.sync()
+        try dataRefs.file.sync()
+        try batch.superblock.write(to: sbFile)
+        try sbFile.sync()
+    }
+}

@@ -1,0 +1,259 @@
+import Foundation
+import Glibc
+
+/// A pool: disks and snapshots as copy-on-write block maps over one directory.
+///
+/// Files (docs/FORMAT.md): `superblock` (two slots), `meta` (4 KiB metadata blocks:
+/// map nodes and object records), `data` (chunks), `meta.refs` and `data.refs`
+/// (reference counts, shadow-paged), `lock` (one daemon per pool).
+///
+/// Concurrency: `lock` guards all metadata (short critical sections, never around data
+/// I/O except reading uncached nodes); each object's `io` lock orders its data I/O;
+/// `txnLock` keeps a commit from closing a transaction while a write is half done;
+/// `commitLock` serialises commits.
+public final class Pool: @unchecked Sendable {
+    public let directory: String
+    public let chunkSize: Int
+    let readOnly: Bool
+
+    let sbFile: StorageFile
+    let metaFile: StorageFile
+    let dataFile: StorageFile
+    let metaRefs: RefcountTable
+    let dataRefs: RefcountTable
+    let meta: MetaStore
+    private var lockFd: Int32
+
+    let lock = Mutex()
+    let txnLock = RWLock()
+    let commitLock = Mutex()
+
+    // Guarded by `lock`.
+    var superblock: Superblock
+    var objectTree: MapRoot
+    var nextObjectId: UInt64
+    var objects: [ObjectID: PoolObject] = [:]
+    var byName: [String: ObjectID] = [:]
+    var dirtyObjects = Set<ObjectID>()
+    var retry: CommitBatch?
+    var lastCommitted: UInt64
+    var closed = false
+
+    var maps: MapTree { MapTree(meta: meta, leafRefs: dataRefs) }
+    var objectTable: MapTree { MapTree(meta: meta, leafRefs: metaRefs) }
+
+    /// Largest disk: 1 PiB (keeps every map within 5 levels at 64 KiB chunks).
+    public static let maxDiskSize: UInt64 = 1 << 50
+    /// Background commits: unsynced data is never older than this when a crash comes.
+    public static let commitInterval: TimeInterval = 5
+    private var committer: Thread?
+    private let stopCommitter = Mutex()
+    private var stopRequested = false
+
+    public static func open(directory: String, options: PoolOptions = PoolOptions()) throws -> Pool {
+        try Pool(directory: directory, options: options)
+    }
+
+    private init(directory: String, options: PoolOptions) throws {
+        let dir = URL(fileURLWithPath: directory).standardizedFileURL.path
+        self.directory = dir
+        self.readOnly = options.readOnly
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        if !fm.fileExists(atPath: dir, isDirectory: &isDir) {
+            guard !options.readOnly else { throw StoreError.refused("no pool at \(dir)") }
+            do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+                throw StoreError.refused("cannot create pool directory \(dir): \(error.localizedDescription)")
+            }
+        } else if !isDir.boolValue {
+            throw StoreError.refused("\(dir) is not a directory")
+        }
+        let provider = PosixDirectory(path: dir)
+        let fd = options.readOnly ? -1 : try Self.takeLock(dir)
+        lockFd = fd
+        do {
+            if !provider.exists("superblock") {
+                guard !options.readOnly else { throw StoreError.refused("\(dir) is not a snapfs pool (no superblock)") }
+                let others = (try? fm.contentsOfDirectory(atPath: dir))?.filter { $0 != "lock" } ?? []
+                guard others.isEmpty else {
+                    throw StoreError.refused("\(dir) is not a snapfs pool and not empty (no superblock; found \(others.sorted().prefix(3).joined(separator: ", ")))")
+                }
+                try Self.format(provider, chunkSize: options.chunkSize)
+            }
+            let ro = options.readOnly
+            sbFile = try provider.open("superblock", create: false, readOnly: ro)
+            let sb = try Superblock.load(from: sbFile, path: dir)
+            metaFile = try provider.open("meta", create: false, readOnly: ro)
+            dataFile = try provider.open("data", create: false, readOnly: ro)
+            let txn = sb.generation + 1
+            metaRefs = RefcountTable(name: "meta", file: try provider.open("meta.refs", create: false, readOnly: ro), txn: txn)
+            dataRefs = RefcountTable(name: "data", file: try provider.open("data.refs", create: false, readOnly: ro), txn: txn)
+            try metaRefs.load(count: sb.metaBlockCount, generation: sb.generation)
+            try dataRefs.load(count: sb.dataChunkCount, generation: sb.generation)
+            meta = MetaStore(file: metaFile, refs: metaRefs, cacheLimit: options.cacheBlocks)
+            chunkSize = Int(sb.chunkSize)
+            superblock = sb
+            objectTree = sb.objectTree
+            nextObjectId = sb.nextObjectId
+            lastCommitted = sb.generation
+            if !ro {
+                // Whatever lies past the committed ends was written by a transaction that
+                // never committed: drop it so a reallocated block starts clean.
+                try metaFile.truncate(to: sb.metaBlockCount * UInt64(Layout.blockSize))
+                try dataFile.truncate(to: sb.dataChunkCount * UInt64(sb.chunkSize))
+            }
+            try loadObjects()
+        } catch {
+            if fd >= 0 { Glibc.close(fd) }
+            throw error
+        }
+        if !readOnly { startCommitter() }
+    }
+
+    deinit {
+        if lockFd >= 0 { Glibc.close(lockFd) }
+    }
+
+    /// One daemon per pool: an exclusive flock on DIR/lock, held for the pool's life.
+    private static func takeLock(_ dir: String) throws -> Int32 {
+        let path = dir + "/lock"
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StoreError.refused("cannot open \(path): \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            var buf = [UInt8](repeating: 0, count: 32)
+            let n = pread(fd, &buf, 31, 0)
+            let pid = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+            Glibc.close(fd)
+            throw StoreError.refused("pool \(dir) is already in use by another snapfs (pid \(pid))")
+        }
+        let pid = "\(getpid())\n"
+        _ = ftruncate(fd, 0)
+        _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+        return fd
+    }
+
+    /// Writes an empty pool: generation 1, no objects.
+    private static func format(_ provider: StorageProvider, chunkSize: Int) throws {
+        guard chunkSize >= 4096, chunkSize <= 1 << 20, chunkSize & (chunkSize - 1) == 0 else {
+            throw StoreError.invalidArgument("chunk size must be a power of two from 4K to 1M (got \(chunkSize))")
+        }
+        for name in ["meta", "data", "meta.refs", "data.refs"] {
+            let f = try provider.open(name, create: true, readOnly: false)
+            try f.truncate(to: 0)
+            try f.sync()
+        }
+        let sb = Superblock(chunkSize: UInt32(chunkSize), generation: 1,
+                            createdMicros: Int64(Date().timeIntervalSince1970 * 1e6))
+        let metaRefs = RefcountTable(name: "meta", file: try provider.open("meta.refs", create: false, readOnly: false), txn: 1)
+        let dataRefs = RefcountTable(name: "data", file: try provider.open("data.refs", create: false, readOnly: false), txn: 1)
+        // Page 0 of each table (holding the reserved entry 0) must exist on disk.
+        for t in [metaRefs, dataRefs] {
+            t.formatFirstPage()
+            let closed = t.closeTransaction()
+            try t.write(closed.writes)
+            try t.file.sync()
+        }
+        let f = try provider.open("superblock", create: true, readOnly: false)
+        try sb.write(to: f)
+        try f.sync()
+        try provider.syncDirectory()
+    }
+
+    private func loadObjects() throws {
+        var loaded: [PoolObject] = []
+        try objectTable.forEach(objectTree) { id, entry in
+            let block = try meta.readBlock(entry.ptr)
+            guard crc32c(block) == entry.crc else {
+                throw StoreError.corrupt("record block \(entry.ptr) of object \(id): checksum mismatch")
+            }
+            let o = try ObjectRecord.decodeBlock(block, at: entry.ptr).makeObject()
+            o.recordBlock = entry.ptr
+            o.recordCRC = entry.crc
+            loaded.append(o)
+        }
+        for o in loaded {
+            objects[o.id] = o
+            byName[o.name] = o.id
+        }
+    }
+
+    /// Commits what is pending and releases the pool. Idempotent.
+    public func close() throws {
+        let wasClosed = lock.withLock { () -> Bool in defer { closed = true }; return closed }
+        if wasClosed { return }
+        stopCommitter.withLock { stopRequested = true }
+        if !readOnly { try sync() }
+        lock.withLock {
+            if lockFd >= 0 { Glibc.close(lockFd) }
+            lockFd = -1
+        }
+    }
+
+    private func startCommitter() {
+        let t = Thread { [self] in
+            var last = Date()
+            while !stopCommitter.withLock({ stopRequested }) {
+                usleep(100_000)
+                let (changed, pressure) = lock.withLock { (hasChanges, meta.dirtyCount > 8192 || dataRefs.born.count > 16384) }
+                if changed && (pressure || Date().timeIntervalSince(last) >= Self.commitInterval) {
+                    do { try sync() } catch {
+                        FileHandle.standardError.write("snapfs: background commit failed: \(error)\n".data(using: .utf8)!)
+                    }
+                    last = Date()
+                }
+            }
+        }
+        t.name = "snapfs-committer"
+        committer = t
+        t.start()
+    }
+
+    var hasChanges: Bool { !dirtyObjects.isEmpty || meta.dirtyCount > 0 || retry != nil }
+
+    // MARK: Catalog
+
+    func object(_ id: ObjectID) -> PoolObject? { objects[id] }
+
+    func diskInfo(_ o: PoolObject) -> DiskInfo {
+        DiskInfo(id: o.id, name: o.name, size: o.size, mappedBytes: o.mappedChunks * UInt64(chunkSize),
+                 creationTime: o.created, modificationTime: o.modified)
+    }
+
+    func snapshotInfo(_ o: PoolObject) -> SnapshotInfo {
+        SnapshotInfo(id: o.id, name: o.name, sourceDisk: o.sourceDisk, sourceDiskId: o.sourceDiskId, size: o.size,
+                     creationTime: o.created, freezeMicros: o.freezeMicros, description: o.descriptionText,
+                     tags: o.tags, retentionDays: o.retentionDays)
+    }
+
+    public func disks() -> [DiskInfo] {
+        lock.withLock { objects.values.filter { $0.kind == .disk }.map(diskInfo).sorted { $0.name < $1.name } }
+    }
+    public func snapshots() -> [SnapshotInfo] {
+        lock.withLock { objects.values.filter { $0.kind == .snapshot }.map(snapshotInfo).sorted { $0.name < $1.name } }
+    }
+    public func disk(named name: String) -> DiskInfo? {
+        lock.withLock { byName[name].flatMap { objects[$0] }.flatMap { $0.kind == .disk ? diskInfo($0) : nil } }
+    }
+    public func snapshot(named name: String) -> SnapshotInfo? {
+        lock.withLock { byName[name].flatMap { objects[$0] }.flatMap { $0.kind == .snapshot ? snapshotInfo($0) : nil } }
+    }
+    public func disk(id: ObjectID) -> DiskInfo? {
+        lock.withLock { objects[id].flatMap { $0.kind == .disk ? diskInfo($0) : nil } }
+    }
+    public func snapshot(id: ObjectID) -> SnapshotInfo? {
+        lock.withLock { objects[id].flatMap { $0.kind == .snapshot ? snapshotInfo($0) : nil } }
+    }
+
+    public func stats() -> PoolStats {
+        let (disks, snaps, logical, inUse) = lock.withLock { () -> (Int, Int, UInt64, UInt64) in
+            let d = objects.values.filter { $0.kind == .disk }
+            return (d.count, objects.count - d.count, d.reduce(0) { $0 + $1.size }, dataRefs.inUse)
+        }
+        var used: UInt64 = 0
+        for f in [sbFile, metaFile, dataFile, metaRefs.file, dataRefs.file] { used += f.allocatedBytes() }
+        var vfs = statvfs()
+        let avail: UInt64 = statvfs(directory, &vfs) == 0 ? UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) : 0
+        return PoolStats(chunkSize: chunkSize, usedBytes: used, availableBytes: avail, logicalBytes: logical,
+                         disks: disks, snapshots: snaps, dataChunksInUse: inUse)
+    }
+}

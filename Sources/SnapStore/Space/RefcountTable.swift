@@ -1,0 +1,182 @@
+import Foundation
+
+/// Reference counts of one address space (data chunks or metadata blocks), the space
+/// map of the dm-thin design. Entry 0 is reserved (pointer 0 means "none").
+///
+/// Persistence: the counts live in 4 KiB pages; each page has two slots in the file
+/// (shadow paging). A commit writes a changed page to the slot that does NOT hold its
+/// newest committed copy, so the committed copy survives a crash mid-commit; at load
+/// the valid slot with the highest generation not above the superblock's wins. No
+/// journal, no replay: recovery costs nothing beyond reading the pages.
+///
+/// Blocks freed in the open transaction are held back until it is committed, so a
+/// crash never finds a committed pointer to a reused block.
+final class RefcountTable {
+    static let perPage = 1016
+    static let headerSize = 32
+    static let pageMagic: UInt32 = 0x4346_5253   // "SRFC"
+
+    final class Page {
+        var gen: UInt64
+        var counts: [UInt32]
+        init(gen: UInt64, counts: [UInt32]) { self.gen = gen; self.counts = counts }
+    }
+
+    let name: String
+    let file: StorageFile
+    private(set) var pages: [Page] = []
+    /// Slot (0/1) holding each page's newest committed copy; 2 = never written.
+    private var slot: [UInt8] = []
+    private(set) var count: UInt64 = 1
+    /// Freed and committed: safe to hand out.
+    private(set) var free: [UInt64] = []
+    /// Freed in the open transaction.
+    private(set) var pending: [UInt64] = []
+    private var dirtyPages = Set<Int>()
+    /// Entries allocated in the open transaction (may be modified in place).
+    private(set) var born = Set<UInt64>()
+    var txn: UInt64
+
+    init(name: String, file: StorageFile, txn: UInt64) {
+        self.name = name; self.file = file; self.txn = txn
+    }
+
+    var inUse: UInt64 { count - 1 - UInt64(free.count) - UInt64(pending.count) }
+    var freeCount: Int { free.count }
+
+    func value(_ i: UInt64) -> UInt32 {
+        let p = Int(i) / Self.perPage
+        return p < pages.count ? pages[p].counts[Int(i) % Self.perPage] : 0
+    }
+
+    private func set(_ i: UInt64, _ v: UInt32) {
+        let p = Int(i) / Self.perPage
+        while pages.count <= p {
+            pages.append(Page(gen: txn, counts: [UInt32](repeating: 0, count: Self.perPage)))
+            slot.append(2)
+        }
+        if pages[p].gen != txn {
+            // Copy on first change in this transaction: a committing transaction may be
+            // writing the old page object right now, outside the lock.
+            pages[p] = Page(gen: txn, counts: pages[p].counts)
+        }
+        pages[p].counts[Int(i) % Self.perPage] = v
+        dirtyPages.insert(p)
+    }
+
+    /// A new pool: page 0 (holding the reserved entry 0) must exist on disk.
+    func formatFirstPage() {
+        set(0, 0)
+    }
+
+    func increment(_ i: UInt64) {
+        precondition(i != 0 && i < count, "\(name): increment of unallocated \(i)")
+        set(i, value(i) + 1)
+    }
+
+    /// Returns the new count; at 0 the entry is held back until commit.
+    @discardableResult
+    func decrement(_ i: UInt64) -> UInt32 {
+        let v = value(i)
+        precondition(i != 0 && i < count && v > 0, "\(name): decrement of free \(i)")
+        set(i, v - 1)
+        if v == 1 { pending.append(i); born.remove(i) }
+        return v - 1
+    }
+
+    /// A fresh entry with count 1.
+    func allocate() -> UInt64 {
+        let i: UInt64
+        if let f = free.popLast() { i = f } else { i = count; count += 1 }
+        set(i, 1)
+        born.insert(i)
+        return i
+    }
+
+    func isBornInOpenTransaction(_ i: UInt64) -> Bool { born.contains(i) }
+
+    // MARK: Commit
+
+    struct PageWrite { let index: Int; let page: Page; let slot: UInt8 }
+
+    /// Closes the open transaction: what to write, and the entries it freed.
+    func closeTransaction() -> (writes: [PageWrite], freed: [UInt64], count: UInt64) {
+        let writes = dirtyPages.sorted().map { p in PageWrite(index: p, page: pages[p], slot: slot[p] == 0 ? 1 : 0) }
+        let freed = pending
+        dirtyPages.removeAll(keepingCapacity: true)
+        pending.removeAll(keepingCapacity: true)
+        born.removeAll(keepingCapacity: true)
+        txn += 1
+        return (writes, freed, count)
+    }
+
+    /// Encodes and writes the pages of a closed transaction (no lock needed: the page
+    /// objects of a closed transaction never change).
+    func write(_ writes: [PageWrite]) throws {
+        var buf = [UInt8](repeating: 0, count: Layout.blockSize)
+        for w in writes {
+            buf.withUnsafeMutableBytes { b in
+                b.initializeMemory(as: UInt8.self, repeating: 0)
+                b.put(Self.pageMagic, at: 0)
+                b.put(UInt32(w.index), at: 4)
+                b.put(w.page.gen, at: 8)
+                w.page.counts.withUnsafeBytes { c in
+                    (b.baseAddress! + Self.headerSize).copyMemory(from: c.baseAddress!, byteCount: c.count)
+                }
+                b.put(crc32c(UnsafeRawBufferPointer(b)), at: 16)
+            }
+            let off = UInt64((w.index * 2 + Int(w.slot)) * Layout.blockSize)
+            try buf.withUnsafeBytes { try file.write($0, at: off) }
+        }
+    }
+
+    /// After the superblock of the closed transaction is durable.
+    func committed(_ writes: [PageWrite], freed: [UInt64]) {
+        for w in writes { slot[w.index] = w.slot }
+        free.append(contentsOf: freed)
+    }
+
+    // MARK: Load
+
+    /// Loads the committed counts of a pool whose superblock has generation `gen`.
+    func load(count: UInt64, generation gen: UInt64) throws {
+        self.count = max(count, 1)
+        let pageCount = (Int(self.count) + Self.perPage - 1) / Self.perPage
+        pages = []; slot = []
+        var buf = [UInt8](repeating: 0, count: 2 * Layout.blockSize)
+        for p in 0..<pageCount {
+            let n = try buf.withUnsafeMutableBytes { try file.read(into: $0, at: UInt64(p * 2 * Layout.blockSize)) }
+            if n < buf.count { for k in n..<buf.count { buf[k] = 0 } }
+            var best: (UInt8, UInt64)?
+            buf.withUnsafeMutableBytes { all in
+                for s in 0..<2 {
+                    let b = UnsafeMutableRawBufferPointer(rebasing: all[(s * Layout.blockSize)..<((s + 1) * Layout.blockSize)])
+                    guard UnsafeRawBufferPointer(b).get(UInt32.self, at: 0) == Self.pageMagic,
+                          UnsafeRawBufferPointer(b).get(UInt32.self, at: 4) == UInt32(p) else { continue }
+                    let g = UnsafeRawBufferPointer(b).get(UInt64.self, at: 8)
+                    let stored = UnsafeRawBufferPointer(b).get(UInt32.self, at: 16)
+                    b.put(UInt32(0), at: 16)
+                    let ok = crc32c(UnsafeRawBufferPointer(b)) == stored
+                    b.put(stored, at: 16)
+                    if ok, g <= gen, g >= (best?.1 ?? 0) { best = (UInt8(s), g) }
+                }
+            }
+            guard let (s, g) = best else {
+                throw StoreError.corrupt("\(name) refcount page \(p): no valid copy")
+            }
+            var counts = [UInt32](repeating: 0, count: Self.perPage)
+            buf.withUnsafeBytes { b in
+                counts.withUnsafeMutableBytes { c in
+                    c.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[(Int(s) * Layout.blockSize + Self.headerSize)..<(Int(s) * Layout.blockSize + Self.headerSize + c.count)]))
+                }
+            }
+            for k in 0..<counts.count { counts[k] = UInt32(littleEndian: counts[k]) }
+            pages.append(Page(gen: g, counts: counts))
+            slot.append(s)
+        }
+        free = []
+        var i = self.count
+        while i > 1 { i -= 1; if value(i) == 0 { free.append(i) } }   // pops lowest first
+        pending = []; dirtyPages = []; born = []
+    }
+}

@@ -1,0 +1,76 @@
+/// The metadata space: 4 KiB blocks in the file `meta`, their reference counts, and a
+/// bounded cache of decoded nodes. Nodes created in the open transaction are pinned
+/// in `dirty` until a commit writes them.
+final class MetaStore {
+    let file: StorageFile
+    let refs: RefcountTable
+    private var cache: [UInt64: Node] = [:]
+    private(set) var dirty: [UInt64: Node] = [:]
+    let cacheLimit: Int
+    var txn: UInt64 { refs.txn }
+
+    init(file: StorageFile, refs: RefcountTable, cacheLimit: Int) {
+        self.file = file; self.refs = refs; self.cacheLimit = max(cacheLimit, 64)
+    }
+
+    /// The node at `block`, verified against the checksum its parent recorded.
+    /// Nodes of the open transaction have no checksum yet and come from memory.
+    func node(_ block: UInt64, crc: UInt32) throws -> Node {
+        if let n = dirty[block] ?? cache[block] { return n }
+        let bytes = try readBlock(block)
+        let actual = bytes.withUnsafeBytes { crc32c($0) }
+        guard actual == crc else {
+            throw StoreError.corrupt("metadata block \(block): checksum mismatch (stored \(hex(crc)), computed \(hex(actual)))")
+        }
+        let n = bytes.withUnsafeBytes { Node(block: block, decoding: $0) }
+        if cache.count >= cacheLimit { evict() }
+        cache[block] = n
+        return n
+    }
+
+    func readBlock(_ block: UInt64) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: Layout.blockSize)
+        let n = try bytes.withUnsafeMutableBytes { try file.read(into: $0, at: block * UInt64(Layout.blockSize)) }
+        guard n == Layout.blockSize else { throw StoreError.corrupt("metadata block \(block) lies past the end of the metadata file") }
+        return bytes
+    }
+
+    func newNode(copying other: Node? = nil) -> Node {
+        let b = refs.allocate()
+        let n = other.map { Node(block: b, gen: txn, copying: $0) } ?? Node(block: b, gen: txn)
+        cache[b] = nil
+        dirty[b] = n
+        return n
+    }
+
+    /// The block's count reached zero: forget the node.
+    func forget(_ block: UInt64) {
+        dirty[block] = nil
+        cache[block] = nil
+    }
+
+    /// Hands the open transaction's nodes to a commit and moves them to the clean cache.
+    func takeDirty() -> [Node] {
+        let nodes = Array(dirty.values)
+        for n in nodes { cache[n.block] = n }
+        dirty.removeAll(keepingCapacity: true)
+        if cache.count > cacheLimit { evict() }
+        return nodes
+    }
+
+    func isDirty(_ block: UInt64) -> Bool { dirty[block] != nil }
+
+    var dirtyCount: Int { dirty.count }
+
+    private func evict() {
+        // Drop about a quarter of the clean cache; which ones matters little for maps
+        // whose hot upper levels are re-read immediately.
+        var toDrop = cache.count - cacheLimit * 3 / 4
+        for k in cache.keys where toDrop > 0 {
+            cache[k] = nil
+            toDrop -= 1
+        }
+    }
+}
+
+func hex(_ v: UInt32) -> String { String(v, radix: 16) }

@@ -1,0 +1,94 @@
+import ArgumentParser
+import FUSEBridge
+import Foundation
+import Glibc
+import SnapFS
+import SnapStore
+
+struct MountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Serve a pool in the foreground until unmounted or SIGINT/SIGTERM.")
+
+    @Option(help: "The pool directory; a missing or empty one becomes a new pool.")
+    var pool = SnapfsCommand.defaultPool
+
+    @Argument(help: "Where to mount the tree (created if missing).")
+    var mountpoint = SnapfsCommand.defaultMountpoint
+
+    @Option(help: "Chunk size of a new pool: a power of two from 4K to 1M (e.g. 64K). Ignored for an existing pool.")
+    var chunkSize: String?
+
+    @Option(help: "FUSE worker threads (parallel I/O).")
+    var threads = 8
+
+    @Flag(help: "Serve requests on one thread (lowest latency for one request at a time).")
+    var singleThreaded = false
+
+    @Flag(help: "Trace every FUSE request on stderr (libfuse -d).")
+    var debug = false
+
+    func validate() throws {
+        if let chunkSize {
+            let n = try SizeParser.parse(chunkSize)
+            guard n >= 4096, n <= 1 << 20, n & (n - 1) == 0 else {
+                throw ValidationError("chunk size must be a power of two from 4K to 1M, not '\(chunkSize)'")
+            }
+        }
+        guard (1...1024).contains(threads) else { throw ValidationError("--threads must be 1...1024") }
+    }
+
+    func run() throws {
+        try prepareMountpoint()
+        var options = PoolOptions()
+        if let chunkSize { options.chunkSize = Int(try SizeParser.parse(chunkSize)) }
+        let store: Pool
+        do {
+            store = try Pool.open(directory: pool, options: options)
+        } catch {
+            throw fail("\(error)")
+        }
+
+        var bridgeOptions = FuseBridge.Options()
+        bridgeOptions.threads = threads
+        bridgeOptions.singleThreaded = singleThreaded
+        bridgeOptions.debug = debug
+        let message = "snapfs: pool \(pool) mounted at \(mountpoint)\n"
+        bridgeOptions.onMounted = {
+            // Unbuffered, so a script reading our stdout through a pipe sees it now.
+            FileHandle.standardOutput.write(Data(message.utf8))
+        }
+        let bridge = FuseBridge(fileSystem: FileSystem(pool: store), options: bridgeOptions)
+
+        var served: Error?
+        do { try bridge.run(mountpoint: mountpoint) } catch { served = error }
+        // Everything durable before we exit (SPEC §4), even if the session failed.
+        do { try store.close() } catch {
+            throw fail("closing pool \(pool): \(error)")
+        }
+        if let served { throw fail("\(served)") }
+    }
+
+    /// Creates the mountpoint if missing. Runs before the mount exists, so touching the path
+    /// cannot wait on our own (not yet running) loop.
+    private func prepareMountpoint() throws {
+        var st = stat()
+        if stat(mountpoint, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFDIR else { throw fail("mountpoint \(mountpoint) is not a directory") }
+            return
+        }
+        let e = errno
+        switch e {
+        case ENOENT:
+            do {
+                try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            } catch {
+                throw fail("cannot create mountpoint \(mountpoint): \(error.localizedDescription)")
+            }
+        case ENOTCONN:
+            throw fail("\(mountpoint) is a stale FUSE mount (its daemon is gone); run: fusermount3 -u \(mountpoint)")
+        default:
+            throw fail("mountpoint \(mountpoint): \(String(cString: strerror(e)))")
+        }
+    }
+}
