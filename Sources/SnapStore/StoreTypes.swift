@@ -110,6 +110,12 @@ public struct PoolOptions: Sendable {
     public var readOnly: Bool = false
     /// Bound on cached clean metadata blocks.
     public var cacheBlocks: Int = 16_384
+    /// Commit in the background every `Pool.commitInterval` (off in tests that need
+    /// to know exactly what was committed).
+    public var backgroundCommits: Bool = true
+    /// Where the pool's files are read and written; nil = the real files in the
+    /// directory. Tests put a fault-injecting provider here.
+    public var storage: (any StorageProvider)? = nil
     public init() {}
 }
 

@@ -39,7 +39,9 @@ struct MountCommand: ParsableCommand {
     }
 
     func run() throws {
-        try prepareMountpoint()
+        // Check the mountpoint before opening (maybe creating) the pool, create it after:
+        // a command that fails should change as little as possible.
+        let missing = try mountpointIsMissing()
         var options = PoolOptions()
         if let chunkSize { options.chunkSize = Int(try SizeParser.parse(chunkSize)) }
         let store: Pool
@@ -47,6 +49,14 @@ struct MountCommand: ParsableCommand {
             store = try Pool.open(directory: pool, options: options)
         } catch {
             throw fail("\(error)")
+        }
+        if missing {
+            do {
+                try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            } catch {
+                try? store.close()
+                throw fail("cannot create mountpoint \(mountpoint): \(error.localizedDescription)")
+            }
         }
 
         var bridgeOptions = FuseBridge.Options()
@@ -69,22 +79,18 @@ struct MountCommand: ParsableCommand {
         if let served { throw fail("\(served)") }
     }
 
-    /// Creates the mountpoint if missing. Runs before the mount exists, so touching the path
-    /// cannot wait on our own (not yet running) loop.
-    private func prepareMountpoint() throws {
+    /// Whether the mountpoint must be created; throws if it cannot be used. Runs before the
+    /// mount exists, so touching the path cannot wait on our own (not yet running) loop.
+    private func mountpointIsMissing() throws -> Bool {
         var st = stat()
         if stat(mountpoint, &st) == 0 {
             guard st.st_mode & S_IFMT == S_IFDIR else { throw fail("mountpoint \(mountpoint) is not a directory") }
-            return
+            return false
         }
         let e = errno
         switch e {
         case ENOENT:
-            do {
-                try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-            } catch {
-                throw fail("cannot create mountpoint \(mountpoint): \(error.localizedDescription)")
-            }
+            return true
         case ENOTCONN:
             throw fail("\(mountpoint) is a stale FUSE mount (its daemon is gone); run: fusermount3 -u \(mountpoint)")
         default:

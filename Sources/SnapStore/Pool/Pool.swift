@@ -68,7 +68,7 @@ public final class Pool: @unchecked Sendable {
         } else if !isDir.boolValue {
             throw StoreError.refused("\(dir) is not a directory")
         }
-        let provider = PosixDirectory(path: dir)
+        let provider = options.storage ?? PosixDirectory(path: dir)
         let fd = options.readOnly ? -1 : try Self.takeLock(dir)
         lockFd = fd
         do {
@@ -107,7 +107,7 @@ public final class Pool: @unchecked Sendable {
             if fd >= 0 { Glibc.close(fd) }
             throw error
         }
-        if !readOnly { startCommitter() }
+        if !readOnly && options.backgroundCommits { startCommitter() }
     }
 
     deinit {
@@ -184,6 +184,16 @@ public final class Pool: @unchecked Sendable {
         stopCommitter.withLock { stopRequested = true }
         if !readOnly { try sync() }
         lock.withLock {
+            if lockFd >= 0 { Glibc.close(lockFd) }
+            lockFd = -1
+        }
+    }
+
+    /// Simulates the daemon's death for crash tests: no final commit, lock released.
+    func abandon() {
+        stopCommitter.withLock { stopRequested = true }
+        lock.withLock {
+            closed = true
             if lockFd >= 0 { Glibc.close(lockFd) }
             lockFd = -1
         }
