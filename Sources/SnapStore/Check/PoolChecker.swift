@@ -26,18 +26,29 @@ extension Pool {
         var dataExpected = [UInt64: UInt32]()
         var visited = Set<UInt64>()
         var verifiedChunks = Set<UInt64>()
+        var badChunks = Set<UInt64>()
         let cs = UInt64(chunkSize)
         var chunk = [UInt8](repeating: 0, count: chunkSize)
 
+        // Shared nodes are walked once; the damage found below one is remembered so
+        // every disk and snapshot that shares it is named too.
+        var path: [UInt64] = []
+        var damageBelow: [UInt64: [(ClosedRange<UInt64>, String)]] = [:]
         func damage(_ name: String, _ range: ClosedRange<UInt64>, _ why: String) {
             r.problems.append("\(name): bytes \(range.lowerBound)-\(range.upperBound): \(why)")
             r.damaged[name, default: []].append(range)
+            for p in path { damageBelow[p, default: []].append((range, why)) }
         }
 
         /// Walks a subtree; `leafIsData` says what level-1 entries point to.
         func walk(_ ptr: UInt64, crc: UInt32, level: Int, base: UInt64, owner: String, leafIsData: Bool) {
             metaExpected[ptr, default: 0] += 1
-            guard visited.insert(ptr).inserted else { return }
+            guard visited.insert(ptr).inserted else {
+                for (range, why) in damageBelow[ptr] ?? [] { damage(owner, range, why) }
+                return
+            }
+            path.append(ptr)
+            defer { path.removeLast() }
             r.metaBlocksChecked += 1
             let span = MapTree.capacity(height: level - 1)
             guard ptr < metaRefs.count else {
@@ -60,14 +71,16 @@ extension Pool {
                         damage(owner, (childBase * cs)...((childBase + 1) * cs - 1), "points past the data file (chunk \(c))")
                         continue
                     }
-                    if verifyData, verifiedChunks.insert(c).inserted {
+                    if badChunks.contains(c) {
+                        damage(owner, (childBase * cs)...((childBase + 1) * cs - 1), "data chunk \(c): checksum mismatch")
+                    } else if verifyData, verifiedChunks.insert(c).inserted {
                         r.chunksVerified += 1
                         let ok = (try? chunk.withUnsafeMutableBytes { b -> Bool in
                             let n = try dataFile.read(into: b, at: c * cs)
                             if n < b.count { UnsafeMutableRawBufferPointer(rebasing: b[n...]).initializeMemory(as: UInt8.self, repeating: 0) }
                             return crc32c(UnsafeRawBufferPointer(b)) == node.crc[s]
                         }) ?? false
-                        if !ok { damage(owner, (childBase * cs)...((childBase + 1) * cs - 1), "data chunk \(c): checksum mismatch") }
+                        if !ok { badChunks.insert(c); damage(owner, (childBase * cs)...((childBase + 1) * cs - 1), "data chunk \(c): checksum mismatch") }
                     }
                 } else {
                     metaExpected[node.ptr[s], default: 0] += 1   // a record block

@@ -1,0 +1,144 @@
+import Foundation
+import XCTest
+@testable import SnapStore
+
+final class FormatAndIntegrityTests: XCTestCase {
+    var dir = ""
+    override func setUp() { dir = NSTemporaryDirectory() + "snapfs-fmt-\(UUID().uuidString)" }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func options() -> PoolOptions {
+        var o = PoolOptions()
+        o.backgroundCommits = false
+        return o
+    }
+
+    func flipByte(_ file: String, at offset: UInt64) throws {
+        let h = try FileHandle(forUpdating: URL(fileURLWithPath: dir + "/" + file))
+        try h.seek(toOffset: offset)
+        let b = try h.read(upToCount: 1)!
+        try h.seek(toOffset: offset)
+        h.write(Data([b[0] ^ 0x5A]))
+        try h.close()
+    }
+
+    func fileBytes(_ name: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name)) }
+
+    func testStructSizes() {
+        XCTAssertEqual(Layout.fanout * Layout.entrySize, Layout.blockSize, "a node fills one block")
+        XCTAssertEqual(RefcountTable.headerSize + RefcountTable.perPage * 4, Layout.blockSize, "a refcount page fills one block")
+        let sb = Superblock(chunkSize: 65536, generation: 7, createdMicros: 1)
+        XCTAssertEqual(sb.encode().count, 4096)
+        guard case .valid(let back) = Superblock.decode(sb.encode()) else { return XCTFail("round trip") }
+        XCTAssertEqual(back, sb)
+    }
+
+    func testSuperblockDamageAndNewerFormatAreRefusedAndNeverRewritten() throws {
+        try Pool.open(directory: dir, options: options()).close()
+        // Newer format in the newest slot: refused, file untouched.
+        var sbBytes = try fileBytes("superblock")
+        let sb = try Superblock.load(from: PosixDirectory(path: dir).open("superblock", create: false, readOnly: true), path: dir)
+        var newer = sb
+        newer.formatVersion = 2
+        newer.generation += 1
+        sbBytes.replaceSubrange(Int(newer.generation % 2) * 4096..<(Int(newer.generation % 2) + 1) * 4096, with: newer.encode())
+        try sbBytes.write(to: URL(fileURLWithPath: dir + "/superblock"))
+        XCTAssertThrowsError(try Pool.open(directory: dir, options: options())) { e in
+            XCTAssertTrue("\(e)".contains("newer"), "\(e)")
+        }
+        XCTAssertEqual(try fileBytes("superblock"), sbBytes, "a refused pool is not rewritten")
+
+        // Both slots damaged: refused with a clear message.
+        try flipByte("superblock", at: 60)
+        try flipByte("superblock", at: 4096 + 60)
+        let before = try fileBytes("superblock")
+        XCTAssertThrowsError(try Pool.open(directory: dir, options: options())) { e in
+            XCTAssertTrue("\(e)".contains("both superblocks are damaged"), "\(e)")
+        }
+        XCTAssertEqual(try fileBytes("superblock"), before)
+    }
+
+    func testOneDamagedSlotFallsBackToTheOther() throws {
+        let pool = try Pool.open(directory: dir, options: options())
+        _ = try pool.createDisk(name: "a")
+        try pool.sync()      // generation 2
+        _ = try pool.createDisk(name: "b")
+        try pool.sync()      // generation 3, slot 1
+        try pool.close()
+        try flipByte("superblock", at: 4096 + 100)
+        let reopened = try Pool.open(directory: dir, options: options())
+        XCTAssertEqual(reopened.disks().map(\.name), ["a"], "the previous commit wins when the newest slot is torn")
+        XCTAssertTrue(reopened.check().isClean)
+        try reopened.close()
+    }
+
+    func testSecondOpenIsRefused() throws {
+        let pool = try Pool.open(directory: dir, options: options())
+        XCTAssertThrowsError(try Pool.open(directory: dir, options: options())) { e in
+            XCTAssertTrue("\(e)".contains("already in use"), "\(e)")
+        }
+        try pool.close()
+        try Pool.open(directory: dir, options: options()).close()
+    }
+
+    func testNonEmptyForeignDirectoryIsRefused() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: dir + "/precious.txt", contents: Data("x".utf8))
+        XCTAssertThrowsError(try Pool.open(directory: dir, options: options())) { e in
+            XCTAssertTrue("\(e)".contains("not a snapfs pool"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/superblock"))
+    }
+
+    func testFlippedDataByteGivesEIOAndCheckNamesTheRange() throws {
+        var o = options()
+        o.chunkSize = 65536
+        let pool = try Pool.open(directory: dir, options: o)
+        let d = try pool.createDisk(name: "vm")
+        let bytes = [UInt8](repeating: 7, count: 3 * 65536)
+        try bytes.withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
+        _ = try pool.createSnapshots([SnapshotRequest(disk: "vm", label: "s")])
+        try pool.close()
+        // Chunk of disk offset 65536: find it through the map, then damage it on disk.
+        let ro = try Pool.open(directory: dir, options: { var x = o; x.readOnly = true; return x }())
+        let chunk = try ro.lock.withLock { try ro.maps.lookup(ro.object(d.id)!.map, 1)!.ptr }
+        try flipByte("data", at: chunk * 65536 + 1234)
+        let pool2 = try Pool.open(directory: dir, options: o)
+        var buf = [UInt8](repeating: 0, count: 4096)
+        XCTAssertThrowsError(try buf.withUnsafeMutableBytes { try pool2.read(object: d.id, offset: 65536 + 4096, into: $0) }) { e in
+            XCTAssertEqual((e as? StoreError)?.errno, EIO)
+        }
+        // Undamaged chunks still read.
+        XCTAssertEqual(try buf.withUnsafeMutableBytes { try pool2.read(object: d.id, offset: 0, into: $0) }, 4096)
+        XCTAssertEqual(buf, [UInt8](repeating: 7, count: 4096))
+        let report = pool2.check()
+        XCTAssertFalse(report.isClean)
+        XCTAssertEqual(report.damaged["vm"], [65536...131071])
+        XCTAssertEqual(report.damaged["vm@s"], [65536...131071], "the snapshot shares the damaged chunk")
+        try pool2.close()
+    }
+
+    func testFlippedMetadataByteIsDetected() throws {
+        var o = options()
+        o.chunkSize = 4096
+        let pool = try Pool.open(directory: dir, options: o)
+        let d = try pool.createDisk(name: "vm")
+        for i in 0..<600 {   // several leaves
+            let b = [UInt8](repeating: UInt8(i % 250 + 1), count: 4096)
+            try b.withUnsafeBytes { try pool.write(disk: d.id, offset: UInt64(i) * 4096, data: $0) }
+        }
+        try pool.close()
+        let ro = try Pool.open(directory: dir, options: { var x = o; x.readOnly = true; return x }())
+        let root = ro.lock.withLock { ro.object(d.id)!.map }
+        XCTAssertEqual(root.height, 2)
+        let leaf = try ro.lock.withLock { try ro.meta.node(root.ptr, crc: root.crc).ptr[1] }   // entries 256..511
+        try flipByte("meta", at: leaf * 4096 + 40)
+        let pool2 = try Pool.open(directory: dir, options: o)
+        var buf = [UInt8](repeating: 0, count: 4096)
+        XCTAssertThrowsError(try buf.withUnsafeMutableBytes { try pool2.read(object: d.id, offset: 300 * 4096, into: $0) })
+        XCTAssertEqual(try buf.withUnsafeMutableBytes { try pool2.read(object: d.id, offset: 10 * 4096, into: $0) }, 4096)
+        let report = pool2.check()
+        XCTAssertEqual(report.damaged["vm"], [(256 * 4096)...(512 * 4096 - 1)], report.problems.joined(separator: "\n"))
+        try pool2.close()
+    }
+}
