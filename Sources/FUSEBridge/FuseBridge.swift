@@ -45,9 +45,10 @@ public final class FuseBridge: KernelCacheInvalidator, @unchecked Sendable {
     public func run(mountpoint: String) throws {
         var args = snapfs_args_init()
         defer { fuse_opt_free_args(&args) }
-        // No default_permissions: permission checks are ours, so root gets EROFS/EPERM from
-        // us rather than the kernel's EACCES. allow_other lets other users read (root only).
-        var mountOptions = "fsname=snapfs,subtype=snapfs"
+        // default_permissions: the kernel checks mode bits, so other users can read but
+        // never write a disk (images are root's, 0644). Root passes those checks and gets
+        // EROFS/EPERM from us. allow_other lets other users in at all (root mounts only).
+        var mountOptions = "fsname=snapfs,subtype=snapfs,default_permissions"
         if geteuid() == 0 { mountOptions += ",allow_other" }
         var argv = ["snapfs", "-o", mountOptions]
         if options.debug { argv.append("-d") }

@@ -117,7 +117,8 @@ extension Pool {
             for (k, _) in expected where k >= table.count {
                 r.problems.append("\(what) \(k): referenced but beyond the end of the pool")
             }
-            let free = UInt64(table.freeCount + table.pending.count)
+            let deferred = UInt64(table === metaRefs ? deferredMetaFree.count : deferredDataFree.count)
+            let free = UInt64(table.freeCount + table.pending.count) + deferred
             let zero = (1..<max(table.count, 1)).reduce(UInt64(0)) { $0 + (table.value($1) == 0 ? 1 : 0) }
             if free != zero { r.problems.append("\(what): \(zero) unreferenced entries but \(free) on the free lists") }
         }

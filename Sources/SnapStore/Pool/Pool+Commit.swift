@@ -42,17 +42,52 @@ extension Pool {
             lock.withLock { retry = batch }
             throw StoreError.io(errno: EIO, "commit of generation \(batch.superblock.generation) failed: \(error)")
         }
-        // Durable: freed chunks may now be reused. Punch them so the host gets the space back.
-        for c in batch.dataFreed {
-            try? dataFile.punchHole(at: c * UInt64(chunkSize), length: UInt64(chunkSize))
-        }
+        // Durable: freed blocks may now be reused, unless a checker is reading an older
+        // commit from the files (then they wait until it is done).
+        let pinned = lock.withLock { reusePins > 0 }
+        if !pinned { punch(batch.dataFreed) }
         lock.withLock {
+            if pinned {
+                deferredMetaFree += batch.metaFreed
+                deferredDataFree += batch.dataFreed
+                batch.metaFreed = []
+                batch.dataFreed = []
+            }
             metaRefs.committed(Array(batch.metaPages.values), freed: batch.metaFreed)
             dataRefs.committed(Array(batch.dataPages.values), freed: batch.dataFreed)
             superblock = batch.superblock
             lastCommitted = batch.superblock.generation
         }
         batch = CommitBatch(superblock: batch.superblock)
+    }
+
+    /// Gives freed chunks' space back to the host.
+    private func punch(_ chunks: [UInt64]) {
+        for c in chunks {
+            try? dataFile.punchHole(at: c * UInt64(chunkSize), length: UInt64(chunkSize))
+        }
+    }
+
+    /// While pinned, no block of the last commit is reused, so another process may read
+    /// that commit from the files (`snapfs check` on a mounted pool).
+    public func pinReuse() {
+        lock.withLock { reusePins += 1 }
+    }
+
+    public func unpinReuse() {
+        commitLock.lock()
+        defer { commitLock.unlock() }
+        let (meta, data) = lock.withLock { () -> ([UInt64], [UInt64]) in
+            reusePins -= 1
+            guard reusePins == 0 else { return ([], []) }
+            defer { deferredMetaFree = []; deferredDataFree = [] }
+            return (deferredMetaFree, deferredDataFree)
+        }
+        punch(data)
+        lock.withLock {
+            metaRefs.committed([], freed: meta)
+            dataRefs.committed([], freed: data)
+        }
     }
 
     private func closeTransaction() throws -> CommitBatch {

@@ -38,6 +38,9 @@ public final class Pool: @unchecked Sendable {
     var retry: CommitBatch?
     var lastCommitted: UInt64
     var closed = false
+    var reusePins = 0
+    var deferredMetaFree: [UInt64] = []
+    var deferredDataFree: [UInt64] = []
 
     var maps: MapTree { MapTree(meta: meta, leafRefs: dataRefs) }
     var objectTable: MapTree { MapTree(meta: meta, leafRefs: metaRefs) }
