@@ -21,6 +21,7 @@ public final class FileSystem: @unchecked Sendable {
     let gates = WriteGates()
     let opens = OpenFiles()
     let directories = DirectoryHandles()
+    let infoFiles = InfoFiles()
     /// Times of the fixed folders (`/`, `disks`, `snapshots`): when the daemon started.
     let startTime = Date()
 
@@ -52,6 +53,7 @@ public final class FileSystem: @unchecked Sendable {
         case root, disks, snapshots
         case diskFolder(DiskInfo), diskImage(DiskInfo)
         case snapshotFolder(SnapshotInfo), snapshotImage(SnapshotInfo)
+        case snapshotInfo(SnapshotInfo)   // info.json (Control/InfoFile.swift)
     }
 
     func resolve(_ ino: UInt64) throws(FSError) -> Node {
@@ -65,6 +67,8 @@ public final class FileSystem: @unchecked Sendable {
         case .image(let id):
             if let d = pool.disk(id: id) { return .diskImage(d) }
             if let s = pool.snapshot(id: id) { return .snapshotImage(s) }
+        case .info(let id):
+            if let s = pool.snapshot(id: id) { return .snapshotInfo(s) }
         case nil: break
         }
         throw FSError(ENOENT)
@@ -93,6 +97,7 @@ public final class FileSystem: @unchecked Sendable {
             let c = Timestamp(s.creationTime)
             return Attributes(ino: Inode.image(s.id), kind: .regular, permissions: 0o444, nlink: 1,
                               size: s.size, blocks: 0, blockSize: 4096, atime: c, mtime: c, ctime: c)
+        case .snapshotInfo(let s): return infoAttributes(s)
         }
     }
 
@@ -101,6 +106,7 @@ public final class FileSystem: @unchecked Sendable {
         switch node {
         case .diskImage: attributeTimeout = Self.diskImageTimeout
         case .snapshotImage: attributeTimeout = Self.snapshotImageTimeout
+        case .snapshotInfo: attributeTimeout = 0   // ExclusiveBytes changes as the disk diverges
         default: attributeTimeout = Self.folderTimeout
         }
         return Entry(attributes: attributes(node), entryTimeout: Self.folderTimeout,
@@ -121,8 +127,8 @@ public final class FileSystem: @unchecked Sendable {
         case .diskFolder(let d):
             node = name == "image" ? .diskImage(d) : nil
         case .snapshotFolder(let s):
-            node = name == "image" ? .snapshotImage(s) : nil
-        case .diskImage, .snapshotImage:
+            node = name == "image" ? .snapshotImage(s) : name == InfoFiles.name ? .snapshotInfo(s) : nil
+        case .diskImage, .snapshotImage, .snapshotInfo:
             throw FSError(ENOTDIR)
         }
         guard let node else { throw FSError(ENOENT) }
@@ -140,7 +146,7 @@ public final class FileSystem: @unchecked Sendable {
         let node = try resolve(ino)
         guard mask & W_OK != 0 else { return }
         switch node {
-        case .snapshotFolder, .snapshotImage: throw FSError(EROFS)
+        case .snapshotFolder, .snapshotImage, .snapshotInfo: throw FSError(EROFS)
         default: return
         }
     }
@@ -223,7 +229,7 @@ public final class FileSystem: @unchecked Sendable {
         let node = try resolve(ino)
         if changes.isEmpty { return entry(node) }
         switch node {
-        case .snapshotFolder, .snapshotImage:
+        case .snapshotFolder, .snapshotImage, .snapshotInfo:
             throw FSError(EROFS)
         case .diskImage(let d):
             // Owner and mode are fixed (root, 0644): refuse rather than pretend.
@@ -264,8 +270,9 @@ public final class FileSystem: @unchecked Sendable {
                     DirectoryEntry(name: "image", ino: Inode.image(d.id), kind: .regular)]
         case .snapshotFolder(let s):
             list = [dir(".", Inode.folder(s.id)), dir("..", Inode.snapshots),
-                    DirectoryEntry(name: "image", ino: Inode.image(s.id), kind: .regular)]
-        case .diskImage, .snapshotImage:
+                    DirectoryEntry(name: "image", ino: Inode.image(s.id), kind: .regular),
+                    DirectoryEntry(name: InfoFiles.name, ino: Inode.info(s.id), kind: .regular)]
+        case .diskImage, .snapshotImage, .snapshotInfo:
             throw FSError(ENOTDIR)
         }
         return directories.open(list)

@@ -37,6 +37,8 @@ extension FileSystem {
             guard flags & O_ACCMODE == O_RDONLY, flags & O_TRUNC == 0 else { throw FSError(EROFS) }
             guard opens.open(s.id, stillExists: { pool.snapshot(id: s.id) != nil }) else { throw FSError(ENOENT) }
             return OpenFile(handle: ImageHandle.make(s.id, snapshot: true), keepCache: true, directIO: false)
+        case .snapshotInfo(let s):
+            return try openInfo(s, flags: flags)
         default:
             throw FSError(EISDIR)
         }
@@ -44,12 +46,14 @@ extension FileSystem {
 
     /// The kernel's RELEASE, a moment after the last close() of an open file description.
     public func release(_ handle: UInt64) {
+        if InfoFiles.isInfo(handle) { return infoFiles.release(handle) }
         opens.release(ImageHandle.object(handle))
     }
 
     /// Reads never pass the write gate: they do not wait for a capture (SPEC §2).
     public func read(_ handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FSError) -> Int {
-        try store { try pool.read(object: ImageHandle.object(handle), offset: offset, into: buffer) }
+        if InfoFiles.isInfo(handle) { return infoFiles.read(handle, offset: offset, into: buffer) }
+        return try store { try pool.read(object: ImageHandle.object(handle), offset: offset, into: buffer) }
     }
 
     /// Returns once the store has the bytes (no writeback cache: a capture cannot miss it).

@@ -7,7 +7,7 @@ import SnapStore
 ///   1 = `/`, 2 = `/disks`, 3 = `/snapshots`, 4...15 reserved
 ///   16 + 4*N     the folder of object N (`disks/<d>` or `snapshots/<d>@<l>`)
 ///   16 + 4*N + 1 its `image`
-///   16 + 4*N + 2 reserved for a later `info.json`; +3 spare
+///   16 + 4*N + 2 its `info.json` (snapshots only); +3 spare
 public enum Inode {
     public static let root: UInt64 = 1
     public static let disks: UInt64 = 2
@@ -17,11 +17,13 @@ public enum Inode {
 
     public static func folder(_ id: ObjectID) -> UInt64 { objectBase + stride * id }
     public static func image(_ id: ObjectID) -> UInt64 { objectBase + stride * id + 1 }
+    public static func info(_ id: ObjectID) -> UInt64 { objectBase + stride * id + 2 }
 
     public enum Decoded: Equatable, Sendable {
         case root, disks, snapshots
         case folder(ObjectID)
         case image(ObjectID)
+        case info(ObjectID)
     }
 
     /// nil for numbers that name nothing (reserved slots, or ids too large to be ours).
@@ -36,6 +38,7 @@ public enum Inode {
             switch (ino - objectBase) % stride {
             case 0: return .folder(id)
             case 1: return .image(id)
+            case 2: return .info(id)
             default: return nil
             }
         }

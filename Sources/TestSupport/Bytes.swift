@@ -17,14 +17,26 @@ public enum Bytes {
         return out
     }
 
-    /// A 4 KiB block that names its sequence number: `index` as 8 little-endian bytes, repeated.
+    /// A block (4 KiB by default) that names its sequence number: one never-zero 64-bit word,
+    /// derived from `index`, repeated. `size` must be a multiple of 8.
     public static func sequenceBlock(_ index: Int, size: Int = 4096) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: size)
-        let v = UInt64(index) &+ 0x5A5A_0000_0000_0001  // never zero
-        for i in stride(from: 0, to: size, by: 8) {
-            withUnsafeBytes(of: v.littleEndian) { for j in 0..<8 where i + j < size { out[i + j] = $0[j] } }
-        }
-        return out
+        let words = [UInt64](repeating: sequenceWord(index).littleEndian, count: size / 8)
+        return words.withUnsafeBytes { Array($0) }
+    }
+
+    static func sequenceWord(_ index: Int) -> UInt64 { UInt64(index) &+ 0x5A5A_0000_0000_0001 }
+
+    public enum BlockKind: Equatable, Sendable { case sequence, zero, other }
+
+    /// Whether `block` is `sequenceBlock(index, size: block.count)`, all zeros, or anything else.
+    public static func classify(_ block: UnsafeRawBufferPointer, index: Int) -> BlockKind {
+        guard block.count >= 8 else { return isZero(block) ? .zero : .other }
+        let first = UInt64(littleEndian: block.loadUnaligned(as: UInt64.self))
+        guard first == sequenceWord(index) || first == 0 else { return .other }
+        // All 8-byte words equal <=> the block equals itself shifted by one word.
+        let same = memcmp(block.baseAddress!, block.baseAddress! + 8, block.count - 8) == 0
+        guard same else { return .other }
+        return first == 0 ? .zero : .sequence
     }
 
     public static func isZero<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {

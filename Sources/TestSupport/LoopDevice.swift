@@ -41,15 +41,21 @@ public final class FilesystemMount: @unchecked Sendable {
     public let directory: String
     private var mounted = true
 
-    public init(device: String, options: [String] = []) throws {
-        var template = Array("/tmp/snapfs-fs-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw MountError("mkdtemp: \(errnoName(errno))") }
-        directory = String(cString: made)
+    /// Mounts `device` on `directory` (created), or on a new /tmp/snapfs-fs-XXXXXX.
+    public init(device: String, options: [String] = [], at directory: String? = nil) throws {
+        if let directory {
+            try Sys.mkdir(directory)
+            self.directory = directory
+        } else {
+            var template = Array("/tmp/snapfs-fs-XXXXXX".utf8CString)
+            guard let made = mkdtemp(&template) else { throw MountError("mkdtemp: \(errnoName(errno))") }
+            self.directory = String(cString: made)
+        }
         self.device = device
         var args = ["mount"]
         if !options.isEmpty { args += ["-o", options.joined(separator: ",")] }
-        do { try Shell.check(args + [device, directory], timeout: 60) } catch {
-            Glibc.rmdir(directory)
+        do { try Shell.check(args + [device, self.directory], timeout: 60) } catch {
+            Glibc.rmdir(self.directory)
             throw error
         }
     }

@@ -36,18 +36,35 @@ public final class MountedPool: @unchecked Sendable {
     public var mountTimeout: Double = 20
     public var unmountTimeout: Double = 30
 
-    public init(mountOptions: [String] = [], mount: Bool = true) throws {
+    /// The small host filesystem under the pool, when `poolFilesystemBytes` was given.
+    private var poolLoop: LoopDevice?
+    private var poolFS: FilesystemMount?
+
+    /// - Parameter poolFilesystemBytes: put the pool on its own ext4 of this size (a loop device
+    ///   over a sparse file), so tests can fill it up; nil puts the pool on /tmp.
+    public init(mountOptions: [String] = [], poolFilesystemBytes: Int? = nil, mount: Bool = true) throws {
         try MountedPool.requireFuse()
         binary = try MountedPool.findBinary()
         var template = Array("/tmp/snapfs-test-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw MountError("mkdtemp: \(errnoName(errno))") }
         root = String(cString: made)
-        pool = root + "/pool"
         mountpoint = root + "/mnt"
         logPath = root + "/daemon.log"
         self.mountOptions = mountOptions
-        try Sys.mkdir(mountpoint)
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        pool = root + (poolFilesystemBytes == nil ? "/pool" : "/poolfs/pool")
+        do {
+            try Sys.mkdir(mountpoint)
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+            if let bytes = poolFilesystemBytes {
+                let image = root + "/poolfs.img"
+                _ = FileManager.default.createFile(atPath: image, contents: nil)
+                try Sys.truncate(image, bytes)
+                let loop = try LoopDevice(file: image)
+                poolLoop = loop
+                try Shell.check(["mkfs.ext4", "-q", "-m", "0", loop.path], timeout: 120)
+                poolFS = try FilesystemMount(device: loop.path, at: root + "/poolfs")
+            }
+        } catch { teardown(); throw error }
         if mount {
             do { try self.mount() } catch { teardown(); throw error }
         }
@@ -164,13 +181,25 @@ public final class MountedPool: @unchecked Sendable {
     /// Clean unmount: `snapfs unmount MNT` (falling back to `fusermount3 -u MNT`), then waits for
     /// the daemon to exit and requires status 0.
     public func unmount() throws {
-        guard let p = process else { throw MountError("not mounted") }
+        guard process != nil else { throw MountError("not mounted") }
         var r = Shell.run([binary, "unmount", mountpoint], timeout: unmountTimeout)
         if !r.ok {
             let first = r
             r = Shell.run(["fusermount3", "-u", mountpoint], timeout: unmountTimeout)
             if !r.ok { throw MountError("unmount failed:\n\(first)\n\(r)\nlog:\n\(logTail)") }
         }
+        try waitForCleanExit()
+    }
+
+    /// Sends `sig` (SIGTERM, SIGINT) to the daemon, which must unmount and exit with status 0.
+    public func stop(signal sig: Int32) throws {
+        guard let pid = daemonPid else { throw MountError("not running") }
+        kill(pid, sig)
+        try waitForCleanExit()
+    }
+
+    private func waitForCleanExit() throws {
+        guard let p = process else { throw MountError("not running") }
         let deadline = Date().addingTimeInterval(unmountTimeout)
         while p.isRunning && Date() < deadline { usleep(10_000) }
         if p.isRunning {
@@ -214,6 +243,9 @@ public final class MountedPool: @unchecked Sendable {
         if !isMounted {
             Glibc.rmdir(mountpoint)
             try? FileManager.default.removeItem(atPath: pool)
+            poolFS?.unmount()
+            poolLoop?.detach()
+            unlink(root + "/poolfs.img")
             if ProcessInfo.processInfo.environment["SNAPFS_KEEP_LOGS"] == nil {
                 unlink(logPath)
                 Glibc.rmdir(root)

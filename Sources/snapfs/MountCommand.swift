@@ -68,10 +68,28 @@ struct MountCommand: ParsableCommand {
             // Unbuffered, so a script reading our stdout through a pipe sees it now.
             FileHandle.standardOutput.write(Data(message.utf8))
         }
-        let bridge = FuseBridge(fileSystem: FileSystem(pool: store), options: bridgeOptions)
+        let fileSystem = FileSystem(pool: store)
+        let bridge = FuseBridge(fileSystem: fileSystem, options: bridgeOptions)
+
+        // The CLI's way in (POOL/control.sock), bound before mounting so a daemon that could
+        // not serve it fails without mounting; and the retention of expiring snapshots.
+        let env = ProcessInfo.processInfo.environment
+        let retention = Retention(fileSystem: fileSystem, clock: RetentionClock.fromEnvironment(env))
+        let control: ControlServer
+        do {
+            control = try ControlServer(fileSystem: fileSystem, retention: retention,
+                                        testHooks: env["SNAPFS_TEST_HOOKS"] == "1")
+        } catch {
+            try? store.close()
+            throw fail("cannot create the control socket in \(pool): \(error)")
+        }
+        control.start()
+        retention.start()
 
         var served: Error?
         do { try bridge.run(mountpoint: mountpoint) } catch { served = error }
+        control.stop()     // no request may reach the pool once it closes
+        retention.stop()
         // Everything durable before we exit (SPEC §4), even if the session failed.
         do { try store.close() } catch {
             throw fail("closing pool \(pool): \(error)")

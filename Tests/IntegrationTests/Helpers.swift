@@ -13,9 +13,12 @@ class MountedTestCase: XCTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        m = try MountedPool()
+        m = try makePool()
         watchdog = m.watchdog(seconds: Self.testTimeLimit)
     }
+
+    /// The pool each test gets; override for a different set-up.
+    func makePool() throws -> MountedPool { try MountedPool() }
 
     override func tearDown() {
         if watchdog?.disarm() == true {

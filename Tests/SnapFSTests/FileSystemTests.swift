@@ -51,7 +51,7 @@ final class FileSystemTests: XCTestCase {
         XCTAssertEqual(Inode.image(5), 37)
         XCTAssertEqual(Inode.decode(36), .folder(5))
         XCTAssertEqual(Inode.decode(37), .image(5))
-        XCTAssertNil(Inode.decode(38))  // reserved for info.json
+        XCTAssertEqual(Inode.decode(38), .info(5))  // info.json
         XCTAssertNil(Inode.decode(7))
         XCTAssertEqual(Inode.decode(1), .root)
     }

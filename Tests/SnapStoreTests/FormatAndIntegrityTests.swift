@@ -142,3 +142,25 @@ final class FormatAndIntegrityTests: XCTestCase {
         try pool2.close()
     }
 }
+
+final class PunchHoleTests: XCTestCase {
+    func testPunchAcrossTwoPartialChunksWhoseFirstIsAHole() throws {
+        let dir = NSTemporaryDirectory() + "snapfs-punch-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var o = PoolOptions()
+        o.backgroundCommits = false
+        let pool = try Pool.open(directory: dir, options: o)
+        let d = try pool.createDisk(name: "d", size: 4 << 20)
+        // Chunk 1 (64 KiB..128 KiB) mapped, chunk 0 a hole.
+        let ones = [UInt8](repeating: 1, count: 65536)
+        try ones.withUnsafeBytes { try pool.write(disk: d.id, offset: 65536, data: $0) }
+        // Punch from inside chunk 0 to inside chunk 1: no whole chunk in between.
+        try pool.punchHole(disk: d.id, offset: 60_000, length: 20_000)
+        var buf = [UInt8](repeating: 9, count: 65536)
+        _ = try buf.withUnsafeMutableBytes { try pool.read(object: d.id, offset: 65536, into: $0) }
+        XCTAssertEqual(Array(buf[0..<(80_000 - 65536)]), [UInt8](repeating: 0, count: 80_000 - 65536))
+        XCTAssertEqual(Array(buf[(80_000 - 65536)...]), [UInt8](repeating: 1, count: 65536 - (80_000 - 65536)))
+        XCTAssertTrue(pool.check().isClean)
+        try pool.close()
+    }
+}

@@ -167,21 +167,23 @@ extension Pool {
         let cs = UInt64(chunkSize)
         let firstWhole = (from + cs - 1) / cs
         let endWhole = to / cs     // exclusive
-        if firstWhole >= endWhole {
-            try zeroPartial(o, from: from, to: to)
-            return
+        // Head and tail each lie within one chunk; whole chunks between them are unmapped.
+        let headEnd = min(to, firstWhole * cs)
+        if from < headEnd { try zeroPartial(o, from: from, to: headEnd) }
+        if firstWhole < endWhole {
+            try lock.withLock {
+                let removed = try maps.removeRange(&o.map, first: firstWhole, last: endWhole - 1)
+                o.mappedChunks -= removed
+                o.modified = Date()
+                dirtyObjects.insert(o.id)
+            }
         }
-        if from < firstWhole * cs { try zeroPartial(o, from: from, to: firstWhole * cs) }
-        try lock.withLock {
-            let removed = try maps.removeRange(&o.map, first: firstWhole, last: endWhole - 1)
-            o.mappedChunks -= removed
-            o.modified = Date()
-            dirtyObjects.insert(o.id)
-        }
-        if endWhole * cs < to { try zeroPartial(o, from: endWhole * cs, to: to) }
+        let tailStart = max(endWhole * cs, headEnd)
+        if tailStart < to { try zeroPartial(o, from: tailStart, to: to) }
     }
 
     /// Zeroes part of one chunk, only if that chunk is mapped (a hole already reads zero).
+    /// [from, to) must lie within one chunk.
     private func zeroPartial(_ o: PoolObject, from: UInt64, to: UInt64) throws {
         let mapped = try lock.withLock { try maps.lookup(o.map, from / UInt64(chunkSize)) } != nil
         guard mapped else { return }

@@ -72,6 +72,14 @@ public final class Pool: @unchecked Sendable {
             throw StoreError.refused("\(dir) is not a directory")
         }
         let provider = options.storage ?? PosixDirectory(path: dir)
+        // A folder that is neither a pool nor empty is refused before anything (even the
+        // lock file) is written into it.
+        if !provider.exists("superblock") {
+            let others = (try? fm.contentsOfDirectory(atPath: dir))?.filter { $0 != "lock" } ?? []
+            if !others.isEmpty {
+                throw StoreError.refused("\(dir) is not a snapfs pool and not empty (no superblock; found \(others.sorted().prefix(3).joined(separator: ", ")))")
+            }
+        }
         let fd = options.readOnly ? -1 : try Self.takeLock(dir)
         lockFd = fd
         do {
@@ -104,6 +112,8 @@ public final class Pool: @unchecked Sendable {
                 // never committed: drop it so a reallocated block starts clean.
                 try metaFile.truncate(to: sb.metaBlockCount * UInt64(Layout.blockSize))
                 try dataFile.truncate(to: sb.dataChunkCount * UInt64(sb.chunkSize))
+                try metaRefs.wipeStaleSlots()
+                try dataRefs.wipeStaleSlots()
             }
             try loadObjects()
         } catch {

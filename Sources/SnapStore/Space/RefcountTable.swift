@@ -138,8 +138,24 @@ final class RefcountTable {
 
     // MARK: Load
 
+    /// Slots written by a transaction that never committed (generation above the
+    /// superblock's). Generations repeat after a crash, so these must be wiped before
+    /// the pool commits again, or a later load could take one for a committed copy.
+    private(set) var stale: [(page: Int, slot: UInt8)] = []
+
+    func wipeStaleSlots() throws {
+        guard !stale.isEmpty else { return }
+        let zeros = [UInt8](repeating: 0, count: Layout.blockSize)
+        for (p, s) in stale {
+            try zeros.withUnsafeBytes { try file.write($0, at: UInt64((p * 2 + Int(s)) * Layout.blockSize)) }
+        }
+        try file.sync()
+        stale = []
+    }
+
     /// Loads the committed counts of a pool whose superblock has generation `gen`.
     func load(count: UInt64, generation gen: UInt64) throws {
+        stale = []
         self.count = max(count, 1)
         let pageCount = (Int(self.count) + Self.perPage - 1) / Self.perPage
         pages = []; slot = []
@@ -159,6 +175,7 @@ final class RefcountTable {
                     let ok = crc32c(UnsafeRawBufferPointer(b)) == stored
                     b.put(stored, at: 16)
                     if ok, g <= gen, g >= (best?.1 ?? 0) { best = (UInt8(s), g) }
+                    if ok, g > gen { stale.append((p, UInt8(s))) }
                 }
             }
             guard let (s, g) = best else {

@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+import SnapFS
+import SnapStore
+
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Verify the whole pool: checksums, maps, reference counts, free space (offline or mounted).",
+        discussion: """
+            While the pool is mounted, the daemon commits and keeps that commit's blocks from being \
+            reused until the check ends; the check reads that commit. Exit status 0: clean; 1: damage \
+            found (each problem and each damaged disk or snapshot with its byte ranges is listed).
+            """)
+    @OptionGroup var options: ClientOptions
+    @Flag(help: "Skip reading and checksumming data chunks (maps and counts only; much faster).")
+    var noData = false
+
+    func run() throws {
+        let dir = options.pool
+        let pin: ControlClient.Pin?
+        let pool: Pool
+        do {
+            pin = try ControlClient.pin(pool: dir)
+            var o = PoolOptions()
+            o.readOnly = true
+            pool = try Pool.open(directory: dir, options: o)
+        } catch {
+            throw fail("\(error)")
+        }
+        let report = pool.check(verifyData: !noData) { line in
+            FileHandle.standardError.write(Data("snapfs: check: \(line)\n".utf8))
+        }
+        pin?.release()
+        let disks = pool.disks().count, snapshots = pool.snapshots().count
+        let damaged = report.damaged.mapValues { ranges in
+            ranges.map { RangeRecord(Offset: $0.lowerBound, Length: $0.upperBound - $0.lowerBound + 1) }
+        }
+        if options.json {
+            options.printJSON(.object([
+                ("Clean", .bool(report.isClean)), ("Disks", .int(Int64(disks))), ("Snapshots", .int(Int64(snapshots))),
+                ("ChunksVerified", .int(Int64(report.chunksVerified))), ("Problems", .array(report.problems.map(JSONValue.string))),
+                ("Damaged", .object(damaged.sorted { $0.key < $1.key }.map { ($0.key, .array($0.value.map(\.json))) })),
+            ]))
+        }
+        if report.isClean {
+            if !options.json {
+                Table.print("pool \(dir): clean, \(disks) disks, \(snapshots) snapshots, \(report.chunksVerified) chunks verified\n")
+            }
+            return
+        }
+        let e = fail("pool \(dir) is damaged: \(report.problems.count) problems, \(damaged.count) disks or snapshots affected")
+        if !options.json {
+            var text = "problems:\n" + report.problems.map { "  \($0)\n" }.joined()
+            text += "damaged:\n"
+            for (name, ranges) in damaged.sorted(by: { $0.key < $1.key }) {
+                text += "  \(name): " + ranges.map { "bytes \($0.Offset)-\($0.Offset + $0.Length - 1)" }.joined(separator: ", ") + "\n"
+            }
+            FileHandle.standardError.write(Data(text.utf8))
+        }
+        throw e
+    }
+}
+
+/// Test hooks; hidden from help. Refused by the daemon unless it runs with SNAPFS_TEST_HOOKS=1.
+struct DebugCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "debug", abstract: "Test hooks (daemon needs SNAPFS_TEST_HOOKS=1).",
+        shouldDisplay: false, subcommands: [DebugExpire.self])
+}
+
+struct DebugExpire: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "expire", abstract: "Run the retention pass now.")
+    @OptionGroup var options: ClientOptions
+    @Option(help: "First set the daemon's retention clock to the wall clock plus this many seconds.")
+    var clockOffsetSeconds: Double?
+
+    func run() throws {
+        var r = ControlRequest(op: .debugExpire)
+        r.clockOffsetSeconds = clockOffsetSeconds
+        Table.print((try options.send(r).message ?? "") + "\n")
+    }
+}

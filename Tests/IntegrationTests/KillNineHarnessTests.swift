@@ -1,0 +1,200 @@
+import Foundation
+import Glibc
+import SnapStore
+import TestSupport
+import XCTest
+
+/// SPEC §3 under fire: the real daemon serves a mixed load (writes, fsyncs, punch-holes,
+/// snapshot mkdir/rmdir) and is killed with SIGKILL at random moments. After each kill:
+/// the offline checker must find the pool clean; after remount every fsync'd block holds
+/// its fsync'd value or a later one (never a torn or older one), every snapshot whose
+/// mkdir returned is byte-identical, and no deleted snapshot is back.
+/// `SNAPFS_KILL_POINTS` sets the number of kills (50 in CI; the long run uses more).
+final class KillNineHarnessTests: MountedTestCase {
+    static let blockSize = 4096
+    static let blocks = 1024                  // 4 MiB disks
+    let diskNames = ["a", "b"]
+
+    /// What a disk's block may hold: its value at the last fsync (or recovery) and
+    /// anything written after it. 0 is the zero block.
+    struct DiskModel {
+        var latest = [UInt32](repeating: 0, count: KillNineHarnessTests.blocks)
+        var possible = [Set<UInt32>](repeating: [0], count: KillNineHarnessTests.blocks)
+        mutating func synced() { possible = latest.map { [$0] } }
+    }
+
+    static func content(disk: Int, block: Int, seq: UInt32) -> [UInt8] {
+        guard seq != 0 else { return [UInt8](repeating: 0, count: blockSize) }
+        var out = [UInt8](repeating: 0, count: blockSize)
+        out.withUnsafeMutableBytes { b in
+            let words = b.bindMemory(to: UInt32.self)
+            words[0] = 0x534E_4150; words[1] = UInt32(disk); words[2] = UInt32(block); words[3] = seq
+            var x = seq &* 2_654_435_761 ^ UInt32(block) &* 40503 ^ UInt32(disk)
+            for i in 4..<words.count { x ^= x << 13; x ^= x >> 17; x ^= x << 5; words[i] = x }
+        }
+        return out
+    }
+
+    /// The seq a block holds, or nil if it is no block this test ever wrote (torn, stale).
+    static func seqOf(_ bytes: ArraySlice<UInt8>, disk: Int, block: Int) -> UInt32? {
+        if bytes.allSatisfy({ $0 == 0 }) { return 0 }
+        let seq = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self) }
+        return content(disk: disk, block: block, seq: seq)[...] == bytes ? seq : nil
+    }
+
+    final class Shared: @unchecked Sendable {
+        let lock = NSLock()
+        var disks: [DiskModel]
+        var snaps: [String: [UInt32]] = [:]       // mkdir returned: exact content
+        var snapInFlight: (String, [UInt32])?     // mkdir called, not returned
+        var deleteInFlight: String?
+        var deleted: Set<String> = []
+        var seq: UInt32 = 1
+        var ops = 0
+        init(disks: Int) { self.disks = Array(repeating: DiskModel(), count: disks) }
+    }
+
+    func testRandomKillsUnderMixedLoad() throws {
+        let kills = Int(ProcessInfo.processInfo.environment["SNAPFS_KILL_POINTS"] ?? "") ?? 50
+        for d in diskNames { try makeDisk(d, size: Self.blocks * Self.blockSize) }
+        let shared = Shared(disks: diskNames.count)
+        var rng = SystemRandomNumberGenerator()
+        var killedDuring = [String: Int]()
+        for round in 0..<kills {
+            let stop = NSLock()
+            nonisolated(unsafe) var stopped = false
+            let done = DispatchSemaphore(value: 0)
+            let m = self.m!
+            let names = diskNames
+            Thread.detachNewThread {
+                Self.load(m, names, shared, round: round) { stop.withLock { stopped } }
+                done.signal()
+            }
+            usleep(UInt32.random(in: 30_000...400_000, using: &rng))
+            try m.kill9()
+            stop.withLock { stopped = true }
+            XCTAssertEqual(done.wait(timeout: .now() + 30), .success, "load thread did not stop after the kill")
+            killedDuring[shared.lock.withLock { shared.snapInFlight != nil ? "mkdir" : shared.deleteInFlight != nil ? "rmdir" : "io" }, default: 0] += 1
+
+            // Offline check of exactly what the crash left.
+            var ro = PoolOptions()
+            ro.readOnly = true
+            let pool = try Pool.open(directory: m.pool, options: ro)
+            let report = pool.check()
+            XCTAssertTrue(report.isClean, "round \(round): check after kill -9: \(report.problems.prefix(5))")
+            try pool.close()
+
+            try m.mount()
+            try verifyAndRebase(shared, round: round)
+            if round % 10 == 9 { print("kill -9 harness: \(round + 1) kills, \(shared.ops) operations, killed during \(killedDuring)") }
+        }
+        print("kill -9 harness: \(kills) kill points, \(shared.ops) operations, killed during \(killedDuring)")
+    }
+
+    /// One load thread: random operations until the daemon dies under it.
+    static func load(_ m: MountedPool, _ names: [String], _ s: Shared, round: Int, stopped: () -> Bool) {
+        var fds: [Int32] = []
+        defer { for fd in fds { try? Sys.close(fd) } }
+        do {
+            for n in names { fds.append(try Sys.open(m.image(disk: n), O_RDWR)) }
+        } catch { return }
+        var step = 0
+        while !stopped() {
+            step += 1
+            let d = Int.random(in: 0..<names.count)
+            let roll = Int.random(in: 0..<100)
+            do {
+                switch roll {
+                case 0..<65:
+                    let first = Int.random(in: 0..<blocks), count = min(Int.random(in: 1...8), blocks - first)
+                    var bytes: [UInt8] = []
+                    var seqs: [UInt32] = []
+                    s.lock.withLock {
+                        for b in first..<(first + count) {
+                            let q = s.seq; s.seq += 1
+                            seqs.append(q)
+                            s.disks[d].possible[b].insert(q)   // may land even if the call never returns
+                        }
+                    }
+                    for (i, q) in seqs.enumerated() { bytes += content(disk: d, block: first + i, seq: q) }
+                    try Sys.pwrite(fds[d], bytes, first * blockSize)
+                    s.lock.withLock { for (i, q) in seqs.enumerated() { s.disks[d].latest[first + i] = q } }
+                case 65..<75:
+                    try Sys.fsync(fds[d])
+                    // fsync commits the whole pool: every returned write on every disk.
+                    s.lock.withLock { for i in s.disks.indices { s.disks[i].synced() } }
+                case 75..<82:
+                    let first = Int.random(in: 0..<blocks), count = min(Int.random(in: 1...16), blocks - first)
+                    s.lock.withLock { for b in first..<(first + count) { s.disks[d].possible[b].insert(0) } }
+                    try Sys.punchHole(fds[d], first * blockSize, count * blockSize)
+                    s.lock.withLock { for b in first..<(first + count) { s.disks[d].latest[b] = 0 } }
+                case 82..<92:
+                    let id = "\(names[d])@r\(round)s\(step)"
+                    s.lock.withLock { s.snapInFlight = (id, s.disks[d].latest) }
+                    try Sys.mkdir("\(m.snapshots)/\(id)")
+                    // mkdir commits the pool too.
+                    s.lock.withLock {
+                        s.snaps[id] = s.snapInFlight!.1
+                        s.snapInFlight = nil
+                        for i in s.disks.indices { s.disks[i].synced() }
+                    }
+                default:
+                    guard let victim = s.lock.withLock({ s.snaps.count > 4 ? s.snaps.keys.sorted().randomElement() : nil }) else { continue }
+                    s.lock.withLock { s.deleteInFlight = victim }
+                    try Sys.rmdir("\(m.snapshots)/\(victim)")
+                    s.lock.withLock {
+                        s.snaps[victim] = nil
+                        s.deleted.insert(victim)
+                        s.deleteInFlight = nil
+                        for i in s.disks.indices { s.disks[i].synced() }
+                    }
+                }
+                s.lock.withLock { s.ops += 1 }
+            } catch {
+                return   // the daemon is gone (ENOTCONN and friends)
+            }
+        }
+    }
+
+    func verifyAndRebase(_ s: Shared, round: Int) throws {
+        try s.lock.withLock {
+            for (d, name) in diskNames.enumerated() {
+                let bytes = try Sys.readFile(m.image(disk: name))
+                XCTAssertEqual(bytes.count, Self.blocks * Self.blockSize, "round \(round): size of \(name)")
+                var observed = [UInt32](repeating: 0, count: Self.blocks)
+                for b in 0..<Self.blocks {
+                    let slice = bytes[(b * Self.blockSize)..<((b + 1) * Self.blockSize)]
+                    guard let q = Self.seqOf(slice, disk: d, block: b) else {
+                        XCTFail("round \(round): \(name) block \(b) holds bytes no write put there"); return
+                    }
+                    XCTAssertTrue(s.disks[d].possible[b].contains(q),
+                                  "round \(round): \(name) block \(b) holds seq \(q), allowed \(s.disks[d].possible[b].sorted())")
+                    observed[b] = q
+                }
+                s.disks[d].latest = observed
+                s.disks[d].synced()
+            }
+            let present = Set(try Sys.listdir(m.snapshots))
+            if let (id, content) = s.snapInFlight {
+                if present.contains(id) { s.snaps[id] = content }
+                s.snapInFlight = nil
+            }
+            if let id = s.deleteInFlight {
+                if !present.contains(id) { s.snaps[id] = nil; s.deleted.insert(id) }
+                s.deleteInFlight = nil
+            }
+            XCTAssertEqual(present, Set(s.snaps.keys), "round \(round): snapshots after recovery")
+            for (id, content) in s.snaps where present.contains(id) {
+                let d = diskNames.firstIndex(of: String(id.split(separator: "@")[0]))!
+                let bytes = try Sys.readFile(m.image(snapshot: id))
+                for b in 0..<Self.blocks {
+                    let got = Self.seqOf(bytes[(b * Self.blockSize)..<((b + 1) * Self.blockSize)], disk: d, block: b)
+                    if got != content[b] {
+                        XCTFail("round \(round): snapshot \(id) block \(b) holds \(String(describing: got)), captured \(content[b])"); break
+                    }
+                }
+            }
+            XCTAssertTrue(s.deleted.isDisjoint(with: present), "round \(round): a deleted snapshot came back")
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import Glibc
+import TestSupport
+import XCTest
+
+/// SPEC §3–4: one daemon per pool, clean exits, foreign folders refused.
+final class LifecycleTests: MountedTestCase {
+    func testSecondMountOfSamePoolIsRefused() throws {
+        let other = m.root + "/mnt2"
+        try Sys.mkdir(other)
+        defer {
+            if MountedPool.mountType(at: other) != nil { _ = Shell.run(["umount", "-l", other]) }
+            Glibc.rmdir(other)
+        }
+        let r = Shell.run([m.binary, "mount", "--pool", m.pool, other], timeout: 15)
+        XCTAssertNotEqual(r.status, 0, "a second daemon on the same pool must fail: \(r)")
+        XCTAssertNotEqual(r.status, -9, "the second daemon kept running")
+        XCTAssertNil(MountedPool.mountType(at: other), "the second daemon mounted")
+        XCTAssertFalse(r.stderr.split(separator: "\n").first.map(String.init)?.isEmpty ?? true,
+                       "first stderr line says what is wrong")
+        // The first daemon is unharmed.
+        XCTAssertEqual(try Sys.listdir(m.mountpoint), ["disks", "snapshots"])
+    }
+
+    func testSigtermAndSigintExitZeroAndKeepData() throws {
+        let image = try makeDisk("D")
+        let data = Bytes.random(1 << 20)
+        let fd = try Sys.open(image, O_WRONLY)
+        try Sys.pwrite(fd, data, 0)
+        try Sys.close(fd)
+        try m.stop(signal: SIGTERM)             // requires exit status 0 and the mount gone
+        try m.mount()
+        XCTAssertTrue(try Sys.readFile(image) == data, "data after SIGTERM")
+        try m.stop(signal: SIGINT)
+        try m.mount()
+        XCTAssertTrue(try Sys.readFile(image) == data, "data after SIGINT")
+    }
+
+    func testForeignNonEmptyFolderIsRefusedAndUntouched() throws {
+        let folder = m.root + "/not-a-pool"
+        let other = m.root + "/mnt3"
+        try Sys.mkdir(folder)
+        try Sys.mkdir(other)
+        defer {
+            if MountedPool.mountType(at: other) != nil { _ = Shell.run(["umount", "-l", other]) }
+            Glibc.rmdir(other)
+            try? FileManager.default.removeItem(atPath: folder)
+        }
+        let content = Bytes.random(1000)
+        try Data(content).write(to: URL(fileURLWithPath: folder + "/precious.txt"))
+        let r = Shell.run([m.binary, "mount", "--pool", folder, other], timeout: 15)
+        XCTAssertNotEqual(r.status, 0, "a non-empty folder that is not a pool must be refused: \(r)")
+        XCTAssertNil(MountedPool.mountType(at: other))
+        XCTAssertEqual(try Sys.listdir(folder), ["precious.txt"], "nothing written into the folder")
+        XCTAssertTrue(try Sys.readFile(folder + "/precious.txt") == content)
+    }
+}
