@@ -164,3 +164,28 @@ final class PunchHoleTests: XCTestCase {
         try pool.close()
     }
 }
+
+final class SpaceReturnTests: XCTestCase {
+    /// Deleting the only holder of chunks gives their space back to the host at the next commit.
+    func testDeleteAndPunchGiveSpaceBack() throws {
+        let dir = NSTemporaryDirectory() + "snapfs-space-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var o = PoolOptions()
+        o.backgroundCommits = false
+        let pool = try Pool.open(directory: dir, options: o)
+        let d = try pool.createDisk(name: "d")
+        let data = [UInt8](repeating: 3, count: 8 << 20)
+        try data.withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
+        try pool.sync()
+        let full = pool.dataFile.allocatedBytes()
+        XCTAssertGreaterThanOrEqual(full, 8 << 20)
+        try pool.punchHole(disk: d.id, offset: 0, length: 4 << 20)
+        try pool.sync()
+        XCTAssertLessThanOrEqual(pool.dataFile.allocatedBytes(), full - (4 << 20) + 65536, "punched chunks are returned")
+        try pool.deleteDisk(name: "d")
+        try pool.sync()
+        XCTAssertLessThan(pool.dataFile.allocatedBytes(), 1 << 20, "a deleted disk's chunks are returned")
+        XCTAssertTrue(pool.check().isClean)
+        try pool.close()
+    }
+}

@@ -231,7 +231,10 @@ public final class Pool: @unchecked Sendable {
         t.start()
     }
 
-    var hasChanges: Bool { !dirtyObjects.isEmpty || meta.dirtyCount > 0 || retry != nil }
+    /// Something to commit: every change to a map, record or count dirties a refcount page.
+    var hasChanges: Bool {
+        !dirtyObjects.isEmpty || meta.dirtyCount > 0 || metaRefs.hasChanges || dataRefs.hasChanges || retry != nil
+    }
 
     // MARK: Catalog
 

@@ -41,6 +41,9 @@ final class RefcountTable {
         self.name = name; self.file = file; self.txn = txn
     }
 
+    /// Any count changed in the open transaction (frees included).
+    var hasChanges: Bool { !dirtyPages.isEmpty }
+
     var inUse: UInt64 { count - 1 - UInt64(free.count) - UInt64(pending.count) }
     var freeCount: Int { free.count }
 
