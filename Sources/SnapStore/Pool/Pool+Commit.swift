@@ -139,8 +139,9 @@ extension Pool {
             batch.metaFreed = m.freed
             batch.dataFreed = d.freed
             var sb = superblock
-            sb.generation = m.writes.isEmpty && d.writes.isEmpty && batch.nodes.isEmpty ? sb.generation + 1 : sb.generation + 1
-            precondition(sb.generation + 1 == metaRefs.txn, "transaction numbers out of step")
+            // The transaction just closed; after a failed commit this skips its number.
+            sb.generation = metaRefs.txn - 1
+            precondition(metaRefs.txn == dataRefs.txn, "transaction numbers out of step")
             sb.objectTree = objectTree
             sb.nextObjectId = nextObjectId
             sb.metaBlockCount = m.count

@@ -92,6 +92,7 @@ extension Pool {
                 if let old, dataRefs.isBornInOpenTransaction(old.ptr), dataRefs.value(old.ptr) == 1 {
                     return (leaf, old, old.ptr, true)
                 }
+                try reserveSpaceForChunk()
                 dirtyObjects.insert(o.id)
                 return (leaf, old, dataRefs.allocate(), false)
             }

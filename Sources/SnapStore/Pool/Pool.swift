@@ -39,6 +39,8 @@ public final class Pool: @unchecked Sendable {
     var lastCommitted: UInt64
     var closed = false
     var reusePins = 0
+    var hostFreeEstimate: UInt64 = 0
+    var hostFreeCheckedAt: UInt64 = 0
     var deferredMetaFree: [UInt64] = []
     var deferredDataFree: [UInt64] = []
 
@@ -229,6 +231,25 @@ public final class Pool: @unchecked Sendable {
         t.name = "snapfs-committer"
         committer = t
         t.start()
+    }
+
+    /// Host space a commit may still need: a floor for superblock and refcount pages plus
+    /// two blocks per dirty node (the node and its record/page churn).
+    var commitReserve: UInt64 { 8 << 20 + UInt64(meta.dirtyCount + 256) * UInt64(Layout.blockSize) * 2 }
+
+    /// Refuses a new chunk when the host could not also hold the next commit, so a full
+    /// pool fails writes with ENOSPC but still commits what it acknowledged. Caller holds `lock`.
+    func reserveSpaceForChunk() throws {
+        let now = DispatchTime.now().uptimeNanoseconds
+        if now - hostFreeCheckedAt > 50_000_000 || hostFreeEstimate < commitReserve + UInt64(chunkSize) * 64 {
+            var vfs = statvfs()
+            if statvfs(directory, &vfs) == 0 { hostFreeEstimate = UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) }
+            hostFreeCheckedAt = now
+        }
+        guard hostFreeEstimate >= commitReserve + UInt64(chunkSize) else {
+            throw StoreError.noSpace("pool \(directory) is full")
+        }
+        hostFreeEstimate -= UInt64(chunkSize)
     }
 
     /// Something to commit: every change to a map, record or count dirties a refcount page.
