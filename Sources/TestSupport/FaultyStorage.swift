@@ -1,0 +1,76 @@
+import Foundation
+import Glibc
+import SnapStore
+
+/// Transient faults below the store: the test decides, per file and operation, whether
+/// the next call fails with an errno (and, for writes, how many bytes land first).
+public final class FaultPlan: @unchecked Sendable {
+    public enum Op: Sendable { case write, sync, punch, truncate }
+    public struct Fault: Sendable {
+        public var errno: Int32
+        public var landedBytes: Int
+        public init(errno: Int32, landedBytes: Int = 0) { self.errno = errno; self.landedBytes = landedBytes }
+    }
+    private let lock = NSLock()
+    private var planned: [(file: String, op: Op, fault: Fault)] = []
+    public private(set) var fired = 0
+
+    public init() {}
+
+    /// The next `op` on `file` fails once with `fault`.
+    public func failNext(_ file: String, _ op: Op, _ fault: Fault) {
+        lock.withLock { planned.append((file, op, fault)) }
+    }
+
+    func take(_ file: String, _ op: Op) -> Fault? {
+        lock.withLock {
+            guard let i = planned.firstIndex(where: { $0.file == file && $0.op == op }) else { return nil }
+            fired += 1
+            return planned.remove(at: i).fault
+        }
+    }
+}
+
+public struct FaultyStorage: StorageProvider {
+    let inner: PosixDirectory
+    let plan: FaultPlan
+    public init(directory: String, plan: FaultPlan) { inner = PosixDirectory(path: directory); self.plan = plan }
+    public func open(_ name: String, create: Bool, readOnly: Bool) throws -> StorageFile {
+        FaultyFile(name: name, inner: try inner.open(name, create: create, readOnly: readOnly), plan: plan)
+    }
+    public func exists(_ name: String) -> Bool { inner.exists(name) }
+    public func syncDirectory() throws { try inner.syncDirectory() }
+}
+
+final class FaultyFile: StorageFile, @unchecked Sendable {
+    let name: String
+    let inner: StorageFile
+    let plan: FaultPlan
+    init(name: String, inner: StorageFile, plan: FaultPlan) { self.name = name; self.inner = inner; self.plan = plan }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        try inner.read(into: buffer, at: offset)
+    }
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        if let f = plan.take(name, .write) {
+            let n = min(f.landedBytes, bytes.count)
+            if n > 0 { try inner.write(UnsafeRawBufferPointer(rebasing: bytes[0..<n]), at: offset) }
+            throw StoreError.io(errno: f.errno, "injected fault writing \(name)")
+        }
+        try inner.write(bytes, at: offset)
+    }
+    func sync() throws {
+        if let f = plan.take(name, .sync) { throw StoreError.io(errno: f.errno, "injected fault syncing \(name)") }
+        try inner.sync()
+    }
+    func punchHole(at offset: UInt64, length: UInt64) throws {
+        if let f = plan.take(name, .punch) { throw StoreError.io(errno: f.errno, "injected fault punching \(name)") }
+        try inner.punchHole(at: offset, length: length)
+    }
+    func truncate(to size: UInt64) throws {
+        if let f = plan.take(name, .truncate) { throw StoreError.io(errno: f.errno, "injected fault truncating \(name)") }
+        try inner.truncate(to: size)
+    }
+    func size() throws -> UInt64 { try inner.size() }
+    func allocatedBytes() -> UInt64 { inner.allocatedBytes() }
+}

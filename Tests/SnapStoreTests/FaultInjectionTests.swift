@@ -1,0 +1,80 @@
+import Foundation
+import XCTest
+import TestSupport
+@testable import SnapStore
+
+/// Faults below the store surface as errnos, and nothing acknowledged is lost.
+final class FaultInjectionTests: XCTestCase {
+    var dir = ""
+    let plan = FaultPlan()
+    override func setUp() { dir = NSTemporaryDirectory() + "snapfs-fault-\(UUID().uuidString)" }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func open() throws -> Pool {
+        var o = PoolOptions()
+        o.backgroundCommits = false
+        o.storage = FaultyStorage(directory: dir, plan: plan)
+        return try Pool.open(directory: dir, options: o)
+    }
+
+    func bytes(_ v: UInt8, _ n: Int = 65536) -> [UInt8] { [UInt8](repeating: v, count: n) }
+
+    func read(_ pool: Pool, _ id: ObjectID, _ off: UInt64, _ n: Int = 65536) throws -> [UInt8] {
+        var b = [UInt8](repeating: 0xEE, count: n)
+        let got = try b.withUnsafeMutableBytes { try pool.read(object: id, offset: off, into: $0) }
+        return Array(b[0..<got])
+    }
+
+    func testFailedAndTornDataWritesAreNotAcknowledgedAndChangeNothing() throws {
+        let pool = try open()
+        let d = try pool.createDisk(name: "d")
+        try bytes(1).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
+        try pool.sync()
+        // ENOSPC from the host on the data file: the write reports ENOSPC.
+        plan.failNext("data", .write, .init(errno: ENOSPC))
+        XCTAssertThrowsError(try bytes(2).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }) { e in
+            XCTAssertEqual((e as? StoreError)?.errno, ENOSPC)
+        }
+        // A torn EIO write: the disk still reads the acknowledged bytes (copy-on-write).
+        plan.failNext("data", .write, .init(errno: EIO, landedBytes: 4096))
+        XCTAssertThrowsError(try bytes(3, 4096).withUnsafeBytes { try pool.write(disk: d.id, offset: 100, data: $0) }) { e in
+            XCTAssertEqual((e as? StoreError)?.errno, EIO)
+        }
+        XCTAssertEqual(try read(pool, d.id, 0), bytes(1))
+        // The next write works and everything survives a reopen.
+        try bytes(4).withUnsafeBytes { try pool.write(disk: d.id, offset: 65536, data: $0) }
+        try pool.sync()
+        XCTAssertTrue(pool.check().isClean)
+        try pool.close()
+        let again = try open()
+        XCTAssertEqual(try read(again, d.id, 0), bytes(1))
+        XCTAssertEqual(try read(again, d.id, 65536), bytes(4))
+        XCTAssertTrue(again.check().isClean)
+        try again.close()
+    }
+
+    func testFailedFlushFailsSyncAndTheRetryCommitsEverything() throws {
+        let pool = try open()
+        let d = try pool.createDisk(name: "d")
+        try bytes(5).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
+        _ = try pool.createSnapshots([SnapshotRequest(disk: "d", label: "s")])
+        for (file, op) in [("meta", FaultPlan.Op.sync), ("superblock", .write), ("data.refs", .write), ("data", .sync)] {
+            plan.failNext(file, op, .init(errno: EIO))
+            XCTAssertThrowsError(try pool.sync(), "a failed \(op) of \(file) fails the sync") { e in
+                XCTAssertEqual((e as? StoreError)?.errno, EIO)
+            }
+            // Work continues after the failure and is part of the next commit.
+            try bytes(UInt8(6 + file.count)).withUnsafeBytes { try pool.write(disk: d.id, offset: 131072, data: $0) }
+        }
+        try pool.sync()
+        XCTAssertEqual(plan.fired, 4)
+        XCTAssertTrue(pool.check().isClean, pool.check().problems.joined(separator: "\n"))
+        try pool.close()
+        let again = try open()
+        XCTAssertEqual(try read(again, again.disk(named: "d")!.id, 0), bytes(5))
+        XCTAssertEqual(try read(again, again.snapshot(named: "d@s")!.id, 0), bytes(5))
+        XCTAssertEqual(try read(again, again.disk(named: "d")!.id, 131072), bytes(UInt8(6 + "data".count)))
+        XCTAssertTrue(again.check().isClean)
+        try again.close()
+    }
+}
