@@ -16,7 +16,7 @@ public struct MountError: Error, CustomStringConvertible {
 public final class MountedPool: @unchecked Sendable {
     public let binary: String
     public let root: String        // /tmp/snapfs-test-XXXXXX
-    public let pool: String        // root/pool (does not exist before the first mount)
+    public let pool: String        // root/pool or root/poolfs/pool (missing before the first mount)
     public let mountpoint: String  // root/mnt
     public let logPath: String     // root/daemon.log: stdout+stderr of every daemon run
     public private(set) var process: Process? {
