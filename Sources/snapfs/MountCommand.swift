@@ -19,8 +19,8 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Chunk size of a new pool: a power of two from 4K to 1M (e.g. 64K). Ignored for an existing pool.")
     var chunkSize: String?
 
-    @Option(help: "FUSE worker threads (parallel I/O).")
-    var threads = 8
+    @Option(help: "FUSE worker threads (parallel I/O; default: two per CPU, 2 to 16).")
+    var threads: Int?
 
     @Flag(help: "Serve requests on one thread (lowest latency for one request at a time).")
     var singleThreaded = false
@@ -35,7 +35,7 @@ struct MountCommand: ParsableCommand {
                 throw ValidationError("chunk size must be a power of two from 4K to 1M, not '\(chunkSize)'")
             }
         }
-        guard (1...1024).contains(threads) else { throw ValidationError("--threads must be 1...1024") }
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be 1...1024") }
     }
 
     func run() throws {
@@ -60,7 +60,7 @@ struct MountCommand: ParsableCommand {
         }
 
         var bridgeOptions = FuseBridge.Options()
-        bridgeOptions.threads = threads
+        if let threads { bridgeOptions.threads = threads }
         bridgeOptions.singleThreaded = singleThreaded
         bridgeOptions.debug = debug
         let message = "snapfs: pool \(pool) mounted at \(mountpoint)\n"

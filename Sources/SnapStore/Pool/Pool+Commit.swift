@@ -45,7 +45,6 @@ extension Pool {
         // Durable: freed blocks may now be reused, unless a checker is reading an older
         // commit from the files (then they wait until it is done).
         let pinned = lock.withLock { reusePins > 0 }
-        if !pinned { punch(batch.dataFreed) }
         lock.withLock {
             if pinned {
                 deferredMetaFree += batch.metaFreed
@@ -54,7 +53,8 @@ extension Pool {
                 batch.dataFreed = []
             }
             metaRefs.committed(Array(batch.metaPages.values), freed: batch.metaFreed)
-            dataRefs.committed(Array(batch.dataPages.values), freed: batch.dataFreed)
+            dataRefs.committed(Array(batch.dataPages.values), freed: batch.dataFreed,
+                               recycle: true, now: DispatchTime.now().uptimeNanoseconds)
             superblock = batch.superblock
             lastCommitted = batch.superblock.generation
         }
@@ -83,10 +83,22 @@ extension Pool {
             defer { deferredMetaFree = []; deferredDataFree = [] }
             return (deferredMetaFree, deferredDataFree)
         }
-        punch(data)
         lock.withLock {
             metaRefs.committed([], freed: meta)
-            dataRefs.committed([], freed: data)
+            dataRefs.committed([], freed: data, recycle: true, now: DispatchTime.now().uptimeNanoseconds)
+        }
+    }
+
+    /// Freed chunks stay allocated on the host for a while, for cheap reuse; those unused
+    /// after `punchDelay` are punched, so `df` shows freed space within seconds.
+    func punchIdleChunks(olderThan delay: TimeInterval = Pool.punchDelay) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let cutoff = now > UInt64(delay * 1e9) ? now - UInt64(delay * 1e9) : 0
+        while true {
+            let batch = lock.withLock { dataRefs.takeRecycled(freedBefore: cutoff, max: 4096) }
+            if batch.isEmpty { return }
+            punch(batch)
+            lock.withLock { dataRefs.returnPunched(batch) }
         }
     }
 
@@ -162,11 +174,23 @@ extension Pool {
         }
         try metaRefs.write(Array(batch.metaPages.values))
         try dataRefs.write(Array(batch.dataPages.values))
-        try dataFile.sync()
-        try metaFile.sync()
-        try metaRefs.file.sync()
-        try dataRefs.file.sync()
+        // The four flushes go out together: the host merges concurrent cache flushes, so
+        // this costs about one flush instead of four. The superblock waits for all of them.
+        let files = [dataFile, metaFile, metaRefs.file, dataRefs.file]
+        let failures = FirstError()
+        DispatchQueue.concurrentPerform(iterations: files.count) { i in
+            do { try files[i].sync() } catch { failures.record(error) }
+        }
+        if let e = failures.error { throw e }
         try batch.superblock.write(to: sbFile)
         try sbFile.sync()
     }
+}
+
+/// The first error of several concurrent operations.
+final class FirstError: @unchecked Sendable {
+    private let lock = Mutex()
+    private var first: Error?
+    func record(_ e: Error) { lock.withLock { if first == nil { first = e } } }
+    var error: Error? { lock.withLock { first } }
 }

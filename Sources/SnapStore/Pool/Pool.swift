@@ -51,6 +51,8 @@ public final class Pool: @unchecked Sendable {
     public static let maxDiskSize: UInt64 = 1 << 50
     /// Background commits: unsynced data is never older than this when a crash comes.
     public static let commitInterval: TimeInterval = 5
+    /// Freed chunks unused for this long are punched (space back to the host).
+    public static let punchDelay: TimeInterval = 5
     private var committer: Thread?
     private let stopCommitter = Mutex()
     private var stopRequested = false
@@ -116,6 +118,7 @@ public final class Pool: @unchecked Sendable {
                 try dataFile.truncate(to: sb.dataChunkCount * UInt64(sb.chunkSize))
                 try metaRefs.wipeStaleSlots()
                 try dataRefs.wipeStaleSlots()
+                dataRefs.recycleAllFree(now: DispatchTime.now().uptimeNanoseconds)
             }
             try loadObjects()
         } catch {
@@ -197,7 +200,10 @@ public final class Pool: @unchecked Sendable {
         let wasClosed = lock.withLock { () -> Bool in defer { closed = true }; return closed }
         if wasClosed { return }
         stopCommitter.withLock { stopRequested = true }
-        if !readOnly { try sync() }
+        if !readOnly {
+            try sync()
+            punchIdleChunks(olderThan: 0)
+        }
         lock.withLock {
             if lockFd >= 0 { Glibc.close(lockFd) }
             lockFd = -1
@@ -220,6 +226,7 @@ public final class Pool: @unchecked Sendable {
             while !stopCommitter.withLock({ stopRequested }) {
                 usleep(100_000)
                 let (changed, pressure) = lock.withLock { (hasChanges, meta.dirtyCount > 8192 || dataRefs.born.count > 16384) }
+                punchIdleChunks()
                 if changed && (pressure || Date().timeIntervalSince(last) >= Self.commitInterval) {
                     do { try sync() } catch {
                         FileHandle.standardError.write("snapfs: background commit failed: \(error)\n".data(using: .utf8)!)

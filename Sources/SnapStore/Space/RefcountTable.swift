@@ -30,6 +30,10 @@ final class RefcountTable {
     private(set) var count: UInt64 = 1
     /// Freed and committed: safe to hand out.
     private(set) var free: [UInt64] = []
+    /// Freed and committed but still allocated on the host (data chunks): handed out
+    /// first, because rewriting allocated host blocks needs no host-filesystem metadata
+    /// change, which keeps fdatasync cheap. Punched after `Pool.punchDelay` if unused.
+    private(set) var recycled: [(index: UInt64, freedAt: UInt64)] = []
     /// Freed in the open transaction.
     private(set) var pending: [UInt64] = []
     private var dirtyPages = Set<Int>()
@@ -44,8 +48,8 @@ final class RefcountTable {
     /// Any count changed in the open transaction (frees included).
     var hasChanges: Bool { !dirtyPages.isEmpty }
 
-    var inUse: UInt64 { count - 1 - UInt64(free.count) - UInt64(pending.count) }
-    var freeCount: Int { free.count }
+    var inUse: UInt64 { count - 1 - UInt64(free.count + recycled.count + pending.count) }
+    var freeCount: Int { free.count + recycled.count }
 
     func value(_ i: UInt64) -> UInt32 {
         let p = Int(i) / Self.perPage
@@ -90,7 +94,7 @@ final class RefcountTable {
     /// A fresh entry with count 1.
     func allocate() -> UInt64 {
         let i: UInt64
-        if let f = free.popLast() { i = f } else { i = count; count += 1 }
+        if let r = recycled.popLast() { i = r.index } else if let f = free.popLast() { i = f } else { i = count; count += 1 }
         set(i, 1)
         born.insert(i)
         return i
@@ -134,10 +138,32 @@ final class RefcountTable {
     }
 
     /// After the superblock of the closed transaction is durable.
-    func committed(_ writes: [PageWrite], freed: [UInt64]) {
+    func committed(_ writes: [PageWrite], freed: [UInt64], recycle: Bool = false, now: UInt64 = 0) {
         for w in writes { slot[w.index] = w.slot }
-        free.append(contentsOf: freed)
+        if recycle {
+            recycled.append(contentsOf: freed.map { ($0, now) })
+        } else {
+            free.append(contentsOf: freed)
+        }
     }
+
+    /// Takes recycled entries freed at or before `before` (oldest first), for punching.
+    func takeRecycled(freedBefore before: UInt64, max: Int) -> [UInt64] {
+        var n = 0
+        while n < recycled.count, n < max, recycled[n].freedAt <= before { n += 1 }
+        defer { recycled.removeFirst(n) }
+        return recycled[0..<n].map(\.index)
+    }
+
+    /// After a crash free chunks may still hold bytes on the host: treat them all as
+    /// recycled, so they are reused first and punched later if not.
+    func recycleAllFree(now: UInt64) {
+        recycled = free.reversed().map { ($0, now) }
+        free = []
+    }
+
+    /// Punched entries become plain free ones.
+    func returnPunched(_ entries: [UInt64]) { free.append(contentsOf: entries) }
 
     // MARK: Load
 
