@@ -19,6 +19,9 @@ struct Superblock: Equatable {
     var dataChunkCount: UInt64 = 1     // chunk 0 likewise
     var createdMicros: Int64
     var commitMicros: Int64 = 0
+    /// Length and CRC-32C of this commit's log (CommitLog), which recovery verifies.
+    var commitLogLength: UInt32 = 0
+    var commitLogCRC: UInt32 = 0
 
     func encode() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Self.slotSize)
@@ -41,6 +44,8 @@ struct Superblock: Equatable {
             b.put(dataChunkCount, at: 96)
             b.put(createdMicros, at: 104)
             b.put(commitMicros, at: 112)
+            b.put(commitLogLength, at: 120)
+            b.put(commitLogCRC, at: 124)
             let crc = crc32c(UnsafeRawBufferPointer(rebasing: b[0..<4092]))
             b.put(crc, at: 4092)
         }
@@ -60,6 +65,9 @@ struct Superblock: Equatable {
             guard version <= Layout.formatVersion else {
                 return .unsupported("pool format version \(version) is newer than this snapfs supports (\(Layout.formatVersion))")
             }
+            guard version == Layout.formatVersion else {
+                return .unsupported("pool format version \(version) is older than this snapfs supports (\(Layout.formatVersion)); no converter exists")
+            }
             let incompat = b.get(UInt64.self, at: 16)
             guard incompat == 0 else { return .unsupported("pool uses unknown features 0x\(String(incompat, radix: 16))") }
             guard b.get(UInt32.self, at: 52) == UInt32(Layout.fanout) else { return .unsupported("unsupported tree fanout") }
@@ -76,28 +84,35 @@ struct Superblock: Equatable {
             sb.metaBlockCount = b.get(UInt64.self, at: 88)
             sb.dataChunkCount = b.get(UInt64.self, at: 96)
             sb.commitMicros = b.get(Int64.self, at: 112)
+            sb.commitLogLength = b.get(UInt32.self, at: 120)
+            sb.commitLogCRC = b.get(UInt32.self, at: 124)
             return .valid(sb)
         }
     }
 
-    /// Reads both slots; the valid one with the highest generation wins.
-    static func load(from file: StorageFile, path: String) throws -> Superblock {
-        var best: Superblock?
+    /// The valid slots, newest first. Recovery takes the first whose commit log verifies.
+    static func loadCandidates(from file: StorageFile, path: String) throws -> [Superblock] {
+        var found: [Superblock] = []
         var problems: [String] = []
         for slot in 0..<2 {
             var bytes = [UInt8](repeating: 0, count: slotSize)
             let n = try bytes.withUnsafeMutableBytes { try file.read(into: $0, at: UInt64(slot * slotSize)) }
             if n < slotSize { problems.append("slot \(slot): missing"); continue }
             switch decode(bytes) {
-            case .valid(let sb): if sb.generation > (best?.generation ?? 0) { best = sb }
+            case .valid(let sb): found.append(sb)
             case .invalid(let why): problems.append("slot \(slot): \(why)")
             case .unsupported(let why): throw StoreError.refused("cannot open pool \(path): \(why)")
             }
         }
-        guard let sb = best else {
+        guard !found.isEmpty else {
             throw StoreError.refused("cannot open pool \(path): both superblocks are damaged (\(problems.joined(separator: "; ")))")
         }
-        return sb
+        return found.sorted { $0.generation > $1.generation }
+    }
+
+    /// The newest valid slot, without verifying its commit (format tests).
+    static func load(from file: StorageFile, path: String) throws -> Superblock {
+        try loadCandidates(from: file, path: path)[0]
     }
 
     func write(to file: StorageFile) throws {

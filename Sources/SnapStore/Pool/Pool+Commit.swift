@@ -7,6 +7,8 @@ struct CommitBatch {
     var dataPages: [Int: RefcountTable.PageWrite] = [:]
     var metaFreed: [UInt64] = []
     var dataFreed: [UInt64] = []
+    /// Chunks written in the transaction and still mapped, with their checksums (logged).
+    var bornData: [UInt64: UInt32] = [:]
     var superblock: Superblock
 
     /// A failed commit's batch is written again, under the newer one, by the next.
@@ -16,13 +18,15 @@ struct CommitBatch {
         dataPages.merge(older.dataPages) { new, _ in new }
         metaFreed += older.metaFreed
         dataFreed += older.dataFreed
+        bornData.merge(older.bornData) { new, _ in new }
     }
 }
 
-/// The commit protocol (dm-thin style): close the open transaction under the lock
-/// (O(changes), no I/O), then write every node, record and refcount page, flush the
-/// data and metadata files, write the superblock slot of this generation and flush it.
-/// Only then are blocks freed by the transaction handed out again.
+/// The commit protocol: close the open transaction under the lock (O(changes), no I/O),
+/// then write every node, record and refcount page to places the previous commit does
+/// not use, the commit log (CommitLog) and the superblock slot of this generation, and
+/// flush all pool files together. Recovery verifies the newest commit against its log.
+/// Only after the flush are blocks freed by the transaction handed out again.
 extension Pool {
     /// Everything done before the call is durable when it returns (group commit).
     public func sync() throws {
@@ -31,6 +35,13 @@ extension Pool {
         commitLock.lock()
         defer { commitLock.unlock() }
         if lock.withLock({ lastCommitted >= wanted }) { return }
+        try commitLocked()
+    }
+
+    /// Commits now, even with nothing changed (then only a new superblock is written).
+    func commit(force: Bool) throws {
+        commitLock.lock()
+        defer { commitLock.unlock() }
         try commitLocked()
     }
 
@@ -150,6 +161,8 @@ extension Pool {
             for w in d.writes { batch.dataPages[w.index] = w }
             batch.metaFreed = m.freed
             batch.dataFreed = d.freed
+            for (c, crc) in bornCRC where dataRefs.value(c) > 0 { batch.bornData[c] = crc }
+            bornCRC.removeAll(keepingCapacity: true)
             var sb = superblock
             // The transaction just closed; after a failed commit this skips its number.
             sb.generation = metaRefs.txn - 1
@@ -169,21 +182,33 @@ extension Pool {
     }
 
     private func writeBatch(_ batch: CommitBatch) throws {
+        var log = CommitLog(generation: batch.superblock.generation)
         for (block, bytes) in batch.nodes {
             try bytes.withUnsafeBytes { try metaFile.write($0, at: block * UInt64(Layout.blockSize)) }
+            log.entries.append(.init(kind: .metaBlock, index: block, value: crc32c(bytes)))
         }
-        try metaRefs.write(Array(batch.metaPages.values))
-        try dataRefs.write(Array(batch.dataPages.values))
-        // The four flushes go out together: the host merges concurrent cache flushes, so
-        // this costs about one flush instead of four. The superblock waits for all of them.
-        let files = [dataFile, metaFile, metaRefs.file, dataRefs.file]
+        try metaRefs.write(Array(batch.metaPages.values), generation: batch.superblock.generation)
+        try dataRefs.write(Array(batch.dataPages.values), generation: batch.superblock.generation)
+        for w in batch.metaPages.values { log.entries.append(.init(kind: .metaRefsSlot, index: UInt64(w.index), value: UInt32(w.slot))) }
+        for w in batch.dataPages.values { log.entries.append(.init(kind: .dataRefsSlot, index: UInt64(w.index), value: UInt32(w.slot))) }
+        for (c, crc) in batch.bornData { log.entries.append(.init(kind: .dataChunk, index: c, value: crc)) }
+        let logBytes = log.encode()
+        var sb = batch.superblock
+        sb.commitLogLength = UInt32(logBytes.count)
+        sb.commitLogCRC = crc32c(logBytes)
+        guard log.entries.count <= CommitLog.maxEntries else {
+            throw StoreError.io(errno: EFBIG, "commit of \(log.entries.count) blocks is larger than the commit log")
+        }
+        try logBytes.withUnsafeBytes { try sbFile.write($0, at: CommitLog.offset(generation: sb.generation)) }
+        try sb.write(to: sbFile)
+        // One flush of everything: the host merges concurrent cache flushes, so this costs
+        // about one flush. A crash before it completes leaves a commit the log exposes as torn.
+        let files = [dataFile, metaFile, metaRefs.file, dataRefs.file, sbFile]
         let failures = FirstError()
         DispatchQueue.concurrentPerform(iterations: files.count) { i in
             do { try files[i].sync() } catch { failures.record(error) }
         }
         if let e = failures.error { throw e }
-        try batch.superblock.write(to: sbFile)
-        try sbFile.sync()
     }
 }
 

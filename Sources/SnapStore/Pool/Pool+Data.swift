@@ -138,6 +138,7 @@ extension Pool {
                 let s = MapTree.slot(index, level: 1)
                 leaf.ptr[s] = target
                 leaf.crc[s] = crc
+                bornCRC[target] = crc
                 if !inPlace {
                     if let old { dataRefs.decrement(old.ptr) } else { o.mappedChunks += 1 }
                 }

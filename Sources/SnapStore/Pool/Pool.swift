@@ -39,6 +39,8 @@ public final class Pool: @unchecked Sendable {
     var lastCommitted: UInt64
     var closed = false
     var reusePins = 0
+    /// Checksums of the chunks written in the open transaction, for the commit log.
+    var bornCRC: [UInt64: UInt32] = [:]
     var hostFreeEstimate: UInt64 = 0
     var hostFreeCheckedAt: UInt64 = 0
     var deferredMetaFree: [UInt64] = []
@@ -97,7 +99,7 @@ public final class Pool: @unchecked Sendable {
             }
             let ro = options.readOnly
             sbFile = try provider.open("superblock", create: false, readOnly: ro)
-            let sb = try Superblock.load(from: sbFile, path: dir)
+            let sb = try Self.newestIntactCommit(sbFile: sbFile, provider: provider, readOnly: ro, path: dir)
             metaFile = try provider.open("meta", create: false, readOnly: ro)
             dataFile = try provider.open("data", create: false, readOnly: ro)
             let txn = sb.generation + 1
@@ -168,7 +170,7 @@ public final class Pool: @unchecked Sendable {
         for t in [metaRefs, dataRefs] {
             t.formatFirstPage()
             let closed = t.closeTransaction()
-            try t.write(closed.writes)
+            try t.write(closed.writes, generation: 1)
             try t.file.sync()
         }
         let f = try provider.open("superblock", create: true, readOnly: false)
@@ -202,6 +204,9 @@ public final class Pool: @unchecked Sendable {
         stopCommitter.withLock { stopRequested = true }
         if !readOnly {
             try sync()
+            // An empty commit on top confirms the last real one: a later bit flip in its
+            // blocks then shows up as damage, not as a commit cut short by a crash.
+            try commit(force: true)
             punchIdleChunks(olderThan: 0)
         }
         lock.withLock {

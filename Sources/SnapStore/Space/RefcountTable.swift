@@ -118,15 +118,16 @@ final class RefcountTable {
     }
 
     /// Encodes and writes the pages of a closed transaction (no lock needed: the page
-    /// objects of a closed transaction never change).
-    func write(_ writes: [PageWrite]) throws {
+    /// objects of a closed transaction never change), stamped with the generation of the
+    /// commit that writes them (a page retried after a failed commit belongs to the next).
+    func write(_ writes: [PageWrite], generation: UInt64) throws {
         var buf = [UInt8](repeating: 0, count: Layout.blockSize)
         for w in writes {
             buf.withUnsafeMutableBytes { b in
                 b.initializeMemory(as: UInt8.self, repeating: 0)
                 b.put(Self.pageMagic, at: 0)
                 b.put(UInt32(w.index), at: 4)
-                b.put(w.page.gen, at: 8)
+                b.put(generation, at: 8)
                 w.page.counts.withUnsafeBytes { c in
                     (b.baseAddress! + Self.headerSize).copyMemory(from: c.baseAddress!, byteCount: c.count)
                 }
@@ -180,6 +181,19 @@ final class RefcountTable {
         }
         try file.sync()
         stale = []
+    }
+
+    /// A slot holding page `page` exactly as commit `generation` wrote it.
+    static func slotIsValid(_ bytes: [UInt8], page: Int, generation: UInt64) -> Bool {
+        var b = bytes
+        return b.withUnsafeMutableBytes { m in
+            let r = UnsafeRawBufferPointer(m)
+            guard r.get(UInt32.self, at: 0) == pageMagic, r.get(UInt32.self, at: 4) == UInt32(page),
+                  r.get(UInt64.self, at: 8) == generation else { return false }
+            let stored = r.get(UInt32.self, at: 16)
+            m.put(UInt32(0), at: 16)
+            return crc32c(UnsafeRawBufferPointer(m)) == stored
+        }
     }
 
     /// Loads the committed counts of a pool whose superblock has generation `gen`.
