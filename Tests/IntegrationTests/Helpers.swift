@@ -9,7 +9,7 @@ class MountedTestCase: XCTestCase {
     var m: MountedPool!
     private var watchdog: Watchdog?
     /// A test still running after this long has its daemon killed (so it fails, not hangs).
-    static let testTimeLimit: Double = 600
+    class var testTimeLimit: Double { 600 }
 
     override func setUpWithError() throws {
         try super.setUpWithError()

@@ -11,6 +11,9 @@ import XCTest
 /// mkdir returned is byte-identical, and no deleted snapshot is back.
 /// `SNAPFS_KILL_POINTS` sets the number of kills (50 in CI; the long run uses more).
 final class KillNineHarnessTests: MountedTestCase {
+    /// The long run (SNAPFS_KILL_POINTS=300+) needs more than the default limit.
+    override class var testTimeLimit: Double { max(600, Double(killPoints) * 10) }
+    static var killPoints: Int { Int(ProcessInfo.processInfo.environment["SNAPFS_KILL_POINTS"] ?? "") ?? 50 }
     static let blockSize = 4096
     static let blocks = 1024                  // 4 MiB disks
     let diskNames = ["a", "b"]
@@ -74,7 +77,7 @@ final class KillNineHarnessTests: MountedTestCase {
     }
 
     func testRandomKillsUnderMixedLoad() throws {
-        let kills = Int(ProcessInfo.processInfo.environment["SNAPFS_KILL_POINTS"] ?? "") ?? 50
+        let kills = Self.killPoints
         for d in diskNames { try makeDisk(d, size: Self.blocks * Self.blockSize) }
         let shared = Shared(disks: diskNames.count)
         var rng = SystemRandomNumberGenerator()
