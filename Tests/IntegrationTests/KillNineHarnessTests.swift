@@ -5,7 +5,7 @@ import TestSupport
 import XCTest
 
 /// SPEC §3 under fire: the real daemon serves a mixed load (writes, fsyncs, punch-holes,
-/// snapshot mkdir/rmdir) and is killed with SIGKILL at random moments. After each kill:
+/// snapshot mkdir/rmdir, clones through the CLI) and is killed with SIGKILL at random moments. After each kill:
 /// the offline checker must find the pool clean; after remount every fsync'd block holds
 /// its fsync'd value or a later one (never a torn or older one), every snapshot whose
 /// mkdir returned is byte-identical, and no deleted snapshot is back.
@@ -70,8 +70,11 @@ final class KillNineHarnessTests: MountedTestCase {
         var snaps: [String: [UInt32]] = [:]       // mkdir returned: exact content
         var snapInFlight: (String, [UInt32])?     // mkdir called, not returned
         var deleteInFlight: String?
+        var clones: [String: (of: String, content: [UInt32])] = [:]   // `disk create --from-snapshot` returned
+        var cloneInFlight: (String, String, [UInt32])?
         var deleted: Set<String> = []
         var seq: UInt32 = 1
+        var clonesMade = 0
         var ops = 0
         init(disks: Int) { self.disks = Array(repeating: DiskModel(), count: disks) }
     }
@@ -101,7 +104,7 @@ final class KillNineHarnessTests: MountedTestCase {
             stop.withLock { stopped = true }
             XCTAssertEqual(done.wait(timeout: .now() + 30), .success, "load thread did not stop after the kill")
             lap("join")
-            killedDuring[shared.lock.withLock { shared.snapInFlight != nil ? "mkdir" : shared.deleteInFlight != nil ? "rmdir" : "io" }, default: 0] += 1
+            killedDuring[shared.lock.withLock { shared.snapInFlight != nil ? "mkdir" : shared.deleteInFlight != nil ? "rmdir" : shared.cloneInFlight != nil ? "clone" : "io" }, default: 0] += 1
 
             // Offline check of exactly what the crash left.
             var ro = PoolOptions()
@@ -117,7 +120,7 @@ final class KillNineHarnessTests: MountedTestCase {
             lap("verify")
             if round % 10 == 9 { print("kill -9 harness: \(round + 1) kills, \(shared.ops) operations, killed during \(killedDuring)") }
         }
-        print("kill -9 harness: \(kills) kill points, \(shared.ops) operations, killed during \(killedDuring), seconds per phase \(phase.mapValues { Int($0) })")
+        print("kill -9 harness: \(kills) kill points, \(shared.ops) operations, \(shared.clonesMade) clones, killed during \(killedDuring), seconds per phase \(phase.mapValues { Int($0) })")
     }
 
     /// One load thread: random operations until the daemon dies under it.
@@ -157,7 +160,15 @@ final class KillNineHarnessTests: MountedTestCase {
                     s.lock.withLock { for b in first..<(first + count) { s.disks[d].possible[b].insert(0) } }
                     try Sys.punchHole(fds[d], first * blockSize, count * blockSize)
                     s.lock.withLock { for b in first..<(first + count) { s.disks[d].latest[b] = 0 } }
-                case 82..<92:
+                case 82..<85:
+                    // A clone through the CLI: instant, independent, durable when it returns.
+                    guard let (src, content) = s.lock.withLock({ s.snaps.sorted { $0.key < $1.key }.randomElement().map { ($0.key, $0.value) } }) else { continue }
+                    let name = "c\(round)x\(step)"
+                    s.lock.withLock { s.cloneInFlight = (name, src, content) }
+                    let r = m.cli(["disk", "create", name, "--from-snapshot", src])
+                    guard r.ok else { return }   // the daemon died under the command
+                    s.lock.withLock { s.clones[name] = (src, content); s.cloneInFlight = nil; s.clonesMade += 1; for i in s.disks.indices { s.disks[i].synced() } }
+                case 85..<92:
                     let id = "\(names[d])@r\(round)s\(step)"
                     s.lock.withLock { s.snapInFlight = (id, s.disks[d].latest) }
                     try Sys.mkdir("\(m.snapshots)/\(id)")
@@ -213,6 +224,25 @@ final class KillNineHarnessTests: MountedTestCase {
                 s.deleteInFlight = nil
             }
             XCTAssertEqual(present, Set(s.snaps.keys), "round \(round): snapshots after recovery")
+            // Clones: every returned one exists with its snapshot's bytes; no other disks.
+            let diskDirs = Set(try Sys.listdir(m.disks))
+            if let (name, src, content) = s.cloneInFlight {
+                if diskDirs.contains(name) { s.clones[name] = (src, content) }
+                s.cloneInFlight = nil
+            }
+            XCTAssertEqual(diskDirs, Set(diskNames).union(s.clones.keys), "round \(round): disks after recovery")
+            for (name, c) in s.clones where diskDirs.contains(name) {
+                let d = diskNames.firstIndex(of: String(c.of.split(separator: "@")[0]))!
+                let bytes = try Sys.readFile(m.image(disk: name))
+                for b in 0..<Self.blocks where Self.seqOf(bytes[(b * Self.blockSize)..<((b + 1) * Self.blockSize)], disk: d, block: b) != c.content[b] {
+                    XCTFail("round \(round): clone \(name) of \(c.of) differs at block \(b)"); break
+                }
+            }
+            // Keep the pool small: drop clones now and then (synced by rmdir).
+            if s.clones.count > 3, let victim = s.clones.keys.sorted().first {
+                try Sys.rmdir("\(m.disks)/\(victim)")
+                s.clones[victim] = nil
+            }
             for (id, content) in s.snaps where present.contains(id) {
                 let d = diskNames.firstIndex(of: String(id.split(separator: "@")[0]))!
                 let bytes = try Sys.readFile(m.image(snapshot: id))
