@@ -55,7 +55,7 @@ public enum ControlClient {
 
     private static func exchange(_ fd: Int32, _ request: ControlRequest) throws -> ControlResponse {
         try ControlSocket.sendLine(fd, try ControlJSON.encode(request))
-        guard let line = try ControlSocket.readLine(fd) else {
+        guard let line = try ControlSocket.readLine(fd, limit: ControlSocket.maxResponseLine) else {
             throw ControlFailure("the daemon closed the control connection without answering (did it exit?)")
         }
         let response = try ControlJSON.decode(ControlResponse.self, line)

@@ -6,8 +6,11 @@ import Glibc
 /// with SIGPIPE.
 enum ControlSocket {
     static let fileName = "control.sock"
-    /// A request or response line larger than this is refused (a runaway peer).
+    /// A request line larger than this is refused (a runaway client).
     static let maxLine = 4 << 20
+    /// A response line (read by the CLI from its own daemon) may be far longer: a listing of
+    /// 10,000 snapshots is ~5 MB of JSON. This only bounds a runaway daemon.
+    static let maxResponseLine = 1 << 30
 
     static func path(pool: String) -> String {
         URL(fileURLWithPath: pool).standardizedFileURL.path + "/" + fileName
@@ -98,7 +101,7 @@ enum ControlSocket {
     }
 
     /// Reads up to the first newline; nil at end of stream before any newline.
-    static func readLine(_ fd: Int32) throws -> Data? {
+    static func readLine(_ fd: Int32, limit: Int = maxLine) throws -> Data? {
         var line = Data()
         var buf = [UInt8](repeating: 0, count: 64 << 10)
         while true {
@@ -113,7 +116,7 @@ enum ControlSocket {
                 return line
             }
             line.append(contentsOf: buf[..<n])
-            guard line.count <= maxLine else { throw ControlFailure("control message too long") }
+            guard line.count <= limit else { throw ControlFailure("control message too long") }
         }
     }
 
