@@ -57,6 +57,7 @@ extension Pool {
         // commit from the files (then they wait until it is done).
         let pinned = lock.withLock { reusePins > 0 }
         lock.withLock {
+            meta.committed()
             if pinned {
                 deferredMetaFree += batch.metaFreed
                 deferredDataFree += batch.dataFreed

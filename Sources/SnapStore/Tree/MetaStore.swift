@@ -6,6 +6,9 @@ final class MetaStore {
     let refs: RefcountTable
     private var cache: [UInt64: Node] = [:]
     private(set) var dirty: [UInt64: Node] = [:]
+    /// Nodes of a closed transaction whose commit has not written them yet: never evicted
+    /// (a reader would find the block unwritten on disk).
+    private var committing: [UInt64: Node] = [:]
     let cacheLimit: Int
     var txn: UInt64 { refs.txn }
 
@@ -16,7 +19,7 @@ final class MetaStore {
     /// The node at `block`, verified against the checksum its parent recorded.
     /// Nodes of the open transaction have no checksum yet and come from memory.
     func node(_ block: UInt64, crc: UInt32) throws -> Node {
-        if let n = dirty[block] ?? cache[block] { return n }
+        if let n = dirty[block] ?? committing[block] ?? cache[block] { return n }
         let bytes = try readBlock(block)
         let actual = bytes.withUnsafeBytes { crc32c($0) }
         guard actual == crc else {
@@ -46,16 +49,24 @@ final class MetaStore {
     /// The block's count reached zero: forget the node.
     func forget(_ block: UInt64) {
         dirty[block] = nil
+        committing[block] = nil
         cache[block] = nil
     }
 
-    /// Hands the open transaction's nodes to a commit and moves them to the clean cache.
+    /// Hands the open transaction's nodes to a commit; they stay pinned until
+    /// `committed()` says the commit has written them.
     func takeDirty() -> [Node] {
         let nodes = Array(dirty.values)
-        for n in nodes { cache[n.block] = n }
+        for n in nodes { committing[n.block] = n }
         dirty.removeAll(keepingCapacity: true)
-        if cache.count > cacheLimit { evict() }
         return nodes
+    }
+
+    /// The commit wrote its nodes: they become ordinary clean cache entries.
+    func committed() {
+        for (b, n) in committing { cache[b] = n }
+        committing.removeAll(keepingCapacity: true)
+        if cache.count > cacheLimit { evict() }
     }
 
     func isDirty(_ block: UInt64) -> Bool { dirty[block] != nil }
