@@ -75,6 +75,7 @@ final class KillNineHarnessTests: MountedTestCase {
         var deleted: Set<String> = []
         var seq: UInt32 = 1
         var clonesMade = 0
+        var lastStep = ""   // what verification was doing (for failure messages)
         var ops = 0
         init(disks: Int) { self.disks = Array(repeating: DiskModel(), count: disks) }
     }
@@ -116,7 +117,10 @@ final class KillNineHarnessTests: MountedTestCase {
             lap("check")
             try m.mount()
             lap("mount")
-            try verifyAndRebase(shared, round: round)
+            do { try verifyAndRebase(shared, round: round) } catch {
+                XCTFail("round \(round): verification failed at \(shared.lock.withLock { shared.lastStep }): \(error); daemon log:\n\(m.log.suffix(3000))")
+                return
+            }
             lap("verify")
             if round % 10 == 9 { print("kill -9 harness: \(round + 1) kills, \(shared.ops) operations, killed during \(killedDuring)") }
         }
@@ -199,6 +203,7 @@ final class KillNineHarnessTests: MountedTestCase {
     func verifyAndRebase(_ s: Shared, round: Int) throws {
         try s.lock.withLock {
             for (d, name) in diskNames.enumerated() {
+                s.lastStep = "read disk \(name)"
                 let bytes = try Sys.readFile(m.image(disk: name))
                 XCTAssertEqual(bytes.count, Self.blocks * Self.blockSize, "round \(round): size of \(name)")
                 var observed = [UInt32](repeating: 0, count: Self.blocks)
@@ -214,6 +219,7 @@ final class KillNineHarnessTests: MountedTestCase {
                 s.disks[d].latest = observed
                 s.disks[d].synced()
             }
+            s.lastStep = "list snapshots"
             let present = Set(try Sys.listdir(m.snapshots))
             if let (id, content) = s.snapInFlight {
                 if present.contains(id) { s.snaps[id] = content }
@@ -225,6 +231,7 @@ final class KillNineHarnessTests: MountedTestCase {
             }
             XCTAssertEqual(present, Set(s.snaps.keys), "round \(round): snapshots after recovery")
             // Clones: every returned one exists with its snapshot's bytes; no other disks.
+            s.lastStep = "list disks"
             let diskDirs = Set(try Sys.listdir(m.disks))
             if let (name, src, content) = s.cloneInFlight {
                 if diskDirs.contains(name) { s.clones[name] = (src, content) }
@@ -232,6 +239,7 @@ final class KillNineHarnessTests: MountedTestCase {
             }
             XCTAssertEqual(diskDirs, Set(diskNames).union(s.clones.keys), "round \(round): disks after recovery")
             for (name, c) in s.clones where diskDirs.contains(name) {
+                s.lastStep = "read clone \(name)"
                 let d = diskNames.firstIndex(of: String(c.of.split(separator: "@")[0]))!
                 let bytes = try Sys.readFile(m.image(disk: name))
                 for b in 0..<Self.blocks where Self.seqOf(bytes[(b * Self.blockSize)..<((b + 1) * Self.blockSize)], disk: d, block: b) != c.content[b] {
@@ -240,11 +248,13 @@ final class KillNineHarnessTests: MountedTestCase {
             }
             // Keep the pool small: drop clones now and then (synced by rmdir).
             if s.clones.count > 3, let victim = s.clones.keys.sorted().first {
+                s.lastStep = "rmdir clone \(victim) (present: \(diskDirs.contains(victim)))"
                 try Sys.rmdir("\(m.disks)/\(victim)")
                 s.clones[victim] = nil
             }
             for (id, content) in s.snaps where present.contains(id) {
                 let d = diskNames.firstIndex(of: String(id.split(separator: "@")[0]))!
+                s.lastStep = "read snapshot \(id)"
                 let bytes = try Sys.readFile(m.image(snapshot: id))
                 for b in 0..<Self.blocks {
                     let got = Self.seqOf(bytes[(b * Self.blockSize)..<((b + 1) * Self.blockSize)], disk: d, block: b)
