@@ -19,7 +19,7 @@ extension Pool {
         let total = Int(min(UInt64(buffer.count), size - offset))
         let cs = UInt64(chunkSize)
         var scratch: UnsafeMutableRawBufferPointer?
-        defer { scratch?.deallocate() }
+        defer { if let scratch { chunkBuffers.give(scratch) } }
         var done = 0
         while done < total {
             let pos = offset + UInt64(done)
@@ -32,7 +32,7 @@ extension Pool {
                 if n == chunkSize {
                     try readChunk(e, into: dst, object: o, index: index)
                 } else {
-                    if scratch == nil { scratch = .allocate(byteCount: chunkSize, alignment: 4096) }
+                    if scratch == nil { scratch = chunkBuffers.take() }
                     try readChunk(e, into: scratch!, object: o, index: index)
                     dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch![inChunk..<(inChunk + n)]))
                 }
@@ -75,7 +75,7 @@ extension Pool {
         let cs = UInt64(chunkSize)
         var done = 0
         var buf: UnsafeMutableRawBufferPointer?
-        defer { buf?.deallocate() }
+        defer { if let buf { chunkBuffers.give(buf) } }
         while done < data.count {
             let pos = offset + UInt64(done)
             let index = pos / cs
@@ -98,7 +98,7 @@ extension Pool {
             }
 
             // 2. Without the lock: the data I/O. Chunks are never rewritten once committed.
-            if buf == nil { buf = .allocate(byteCount: chunkSize, alignment: 4096) }
+            if buf == nil { buf = chunkBuffers.take() }
             let chunk = buf!
             let crc: UInt32
             do {

@@ -46,6 +46,7 @@ public final class Pool: @unchecked Sendable {
     var deferredMetaFree: [UInt64] = []
     var deferredDataFree: [UInt64] = []
 
+    let chunkBuffers: ChunkBuffers
     var maps: MapTree { MapTree(meta: meta, leafRefs: dataRefs) }
     var objectTable: MapTree { MapTree(meta: meta, leafRefs: metaRefs) }
 
@@ -109,6 +110,7 @@ public final class Pool: @unchecked Sendable {
             try dataRefs.load(count: sb.dataChunkCount, generation: sb.generation)
             meta = MetaStore(file: metaFile, refs: metaRefs, cacheLimit: options.cacheBlocks)
             chunkSize = Int(sb.chunkSize)
+            chunkBuffers = ChunkBuffers(size: Int(sb.chunkSize))
             superblock = sb
             objectTree = sb.objectTree
             nextObjectId = sb.nextObjectId
