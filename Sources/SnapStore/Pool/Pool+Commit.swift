@@ -39,14 +39,14 @@ extension Pool {
     }
 
     /// Commits now, even with nothing changed (then only a new superblock is written).
-    func commit(force: Bool) throws {
+    func commitNow() throws {
         commitLock.lock()
         defer { commitLock.unlock() }
         try commitLocked()
     }
 
     private func commitLocked() throws {
-        var batch = try closeTransaction()
+        let batch = try closeTransaction()
         do {
             try writeBatch(batch)
         } catch {
@@ -55,22 +55,21 @@ extension Pool {
         }
         // Durable: freed blocks may now be reused, unless a checker is reading an older
         // commit from the files (then they wait until it is done).
-        let pinned = lock.withLock { reusePins > 0 }
         lock.withLock {
             meta.committed()
-            if pinned {
-                deferredMetaFree += batch.metaFreed
-                deferredDataFree += batch.dataFreed
-                batch.metaFreed = []
-                batch.dataFreed = []
+            var metaFreed = batch.metaFreed, dataFreed = batch.dataFreed
+            if reusePins > 0 {
+                deferredMetaFree += metaFreed
+                deferredDataFree += dataFreed
+                metaFreed = []
+                dataFreed = []
             }
-            metaRefs.committed(Array(batch.metaPages.values), freed: batch.metaFreed)
-            dataRefs.committed(Array(batch.dataPages.values), freed: batch.dataFreed,
+            metaRefs.committed(Array(batch.metaPages.values), freed: metaFreed)
+            dataRefs.committed(Array(batch.dataPages.values), freed: dataFreed,
                                recycle: true, now: DispatchTime.now().uptimeNanoseconds)
             superblock = batch.superblock
             lastCommitted = batch.superblock.generation
         }
-        batch = CommitBatch(superblock: batch.superblock)
     }
 
     /// Gives freed chunks' space back to the host.

@@ -15,10 +15,10 @@ extension Pool {
         guard let a = lock.withLock({ objects[first] }), let b = lock.withLock({ objects[second] }) else {
             throw StoreError.notFound("no such disk or snapshot")
         }
-        // Keep writes out of a disk while its map is walked.
-        let ordered = [a, b].sorted { $0.id < $1.id }
-        for o in Set(ordered.map(\.id)).sorted().compactMap({ id in ordered.first { $0.id == id } }) { o.io.readLock() }
-        defer { for o in Set(ordered.map(\.id)).sorted().compactMap({ id in ordered.first { $0.id == id } }) { o.io.unlock() } }
+        // Keep writes out of a disk while its map is walked (each object once, in id order).
+        let locked = a === b ? [a] : [a, b].sorted { $0.id < $1.id }
+        for o in locked { o.io.readLock() }
+        defer { for o in locked { o.io.unlock() } }
         let chunks = try lock.withLock { () throws -> [UInt64] in
             var out: [UInt64] = []
             let top = max(a.map.height, b.map.height)

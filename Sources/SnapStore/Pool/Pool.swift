@@ -208,7 +208,7 @@ public final class Pool: @unchecked Sendable {
             try sync()
             // An empty commit on top confirms the last real one: a later bit flip in its
             // blocks then shows up as damage, not as a commit cut short by a crash.
-            try commit(force: true)
+            try commitNow()
             punchIdleChunks(olderThan: 0)
         }
         lock.withLock {
