@@ -300,9 +300,10 @@ public final class FileSystem: @unchecked Sendable {
                                files: objects + 1_000_000, filesFree: 1_000_000, nameMax: 255)
     }
 
-    /// fsync/fdatasync/fsyncdir: everything written before is durable on return.
+    /// fsync/fdatasync/fsyncdir: everything written before is durable on return (one
+    /// intent-log batch and one flush for plain writes; a commit otherwise).
     public func fsync() throws(FSError) {
-        try syncPool()
+        do { try pool.syncWrites() } catch { throw FSError(EIO) }
     }
 
     /// The pool's group commit; any failure to persist is EIO (SPEC §1).

@@ -113,6 +113,8 @@ public struct PoolOptions: Sendable {
     /// Commit in the background every `Pool.commitInterval` (off in tests that need
     /// to know exactly what was committed).
     public var backgroundCommits: Bool = true
+    /// Size of the intent log (`journal`), preallocated; `fsync` commits when it is full.
+    public var journalBytes: UInt64 = Pool.defaultJournalBytes
     /// Where the pool's files are read and written; nil = the real files in the
     /// directory. Tests put a fault-injecting provider here.
     public var storage: (any StorageProvider)? = nil

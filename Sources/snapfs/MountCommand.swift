@@ -50,6 +50,11 @@ struct MountCommand: ParsableCommand {
         } catch {
             throw fail("\(error)")
         }
+        let replay = store.recoveredFromJournal
+        if replay.batches > 0 {
+            let skipped = replay.skipped > 0 ? " (\(replay.skipped) for objects the commit lacks, skipped)" : ""
+            FileHandle.standardError.write(Data("snapfs: recovered \(replay.records) fsync'd changes from the intent log (\(replay.batches) batches)\(skipped)\n".utf8))
+        }
         if missing {
             do {
                 try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)

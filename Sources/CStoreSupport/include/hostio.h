@@ -6,4 +6,8 @@
 /// module does not export fallocate. Returns 0 or -1 with errno set.
 int snap_punch_hole(int fd, int64_t off, int64_t len);
 
+/// open(path, O_RDWR|O_CLOEXEC|O_DIRECT|O_DSYNC): O_DIRECT needs _GNU_SOURCE, which
+/// the Swift Glibc module does not define. Returns the fd or -1 with errno set.
+int snap_open_direct_dsync(const char *path);
+
 #endif

@@ -11,6 +11,9 @@ public protocol StorageFile: AnyObject, Sendable {
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws
     /// fdatasync(2): everything written before is durable.
     func sync() throws
+    /// Writes bytes and makes them durable (write + sync unless the file can do both in
+    /// one device write). Offset and length are multiples of 4096.
+    func writeDurably(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws
     /// Deallocates the range (reads as zeros afterwards).
     func punchHole(at offset: UInt64, length: UInt64) throws
     func truncate(to size: UInt64) throws
@@ -19,27 +22,70 @@ public protocol StorageFile: AnyObject, Sendable {
     func allocatedBytes() -> UInt64
 }
 
+extension StorageFile {
+    public func writeDurably(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try write(bytes, at: offset)
+        try sync()
+    }
+}
+
 /// Opens the files of a pool directory.
 public protocol StorageProvider: Sendable {
     func open(_ name: String, create: Bool, readOnly: Bool) throws -> StorageFile
+    /// A file appended to in small durable writes (the intent log).
+    func openLog(_ name: String, create: Bool) throws -> StorageFile
     func exists(_ name: String) -> Bool
     /// fsync of the directory itself, so created files survive a crash.
     func syncDirectory() throws
+}
+
+extension StorageProvider {
+    public func openLog(_ name: String, create: Bool) throws -> StorageFile {
+        try open(name, create: create, readOnly: false)
+    }
 }
 
 /// Real files on the host (pread/pwrite/fdatasync/fallocate).
 public final class PosixFile: StorageFile {
     let fd: Int32
     let path: String
+    /// O_DIRECT|O_DSYNC descriptor for `writeDurably`: one FUA write instead of a
+    /// page-cache write, its writeback and a flush (-1 where the host refuses O_DIRECT).
+    private let durableFd: Int32
 
-    init(path: String, create: Bool, readOnly: Bool) throws {
+    init(path: String, create: Bool, readOnly: Bool, durableWrites: Bool = false) throws {
         let flags = (readOnly ? O_RDONLY : O_RDWR) | (create ? O_CREAT : 0) | O_CLOEXEC
         let fd = Glibc.open(path, flags, 0o600)
         guard fd >= 0 else { throw StoreError.io(errno: errno, "open \(path)") }
         self.fd = fd
         self.path = path
+        durableFd = durableWrites ? snap_open_direct_dsync(path) : -1
     }
-    deinit { Glibc.close(fd) }
+    deinit {
+        Glibc.close(fd)
+        if durableFd >= 0 { Glibc.close(durableFd) }
+    }
+
+    public func writeDurably(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        guard durableFd >= 0 else {
+            try write(bytes, at: offset)
+            try sync()
+            return
+        }
+        // O_DIRECT wants an aligned buffer.
+        let aligned = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 4096)
+        defer { aligned.deallocate() }
+        aligned.copyMemory(from: bytes)
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(durableFd, aligned.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.io(errno: errno, "write \(path) at \(offset)")
+            }
+            done += n
+        }
+    }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
         var done = 0
@@ -102,6 +148,9 @@ public struct PosixDirectory: StorageProvider {
     public init(path: String) { self.path = path }
     public func open(_ name: String, create: Bool, readOnly: Bool) throws -> StorageFile {
         try PosixFile(path: path + "/" + name, create: create, readOnly: readOnly)
+    }
+    public func openLog(_ name: String, create: Bool) throws -> StorageFile {
+        try PosixFile(path: path + "/" + name, create: create, readOnly: false, durableWrites: true)
     }
     public func exists(_ name: String) -> Bool { access(path + "/" + name, F_OK) == 0 }
     public func syncDirectory() throws {

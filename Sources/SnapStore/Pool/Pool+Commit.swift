@@ -45,7 +45,8 @@ extension Pool {
         try commitLocked()
     }
 
-    private func commitLocked() throws {
+    /// The caller holds `commitLock`.
+    func commitLocked() throws {
         let batch = try closeTransaction()
         do {
             try writeBatch(batch)
@@ -173,6 +174,8 @@ extension Pool {
             sb.dataChunkCount = d.count
             sb.commitMicros = Int64(Date().timeIntervalSince1970 * 1e6)
             batch.superblock = sb
+            // Every logged record is in this commit; new ones build on it.
+            journal.reset(base: IntentLog.Base(generation: sb.generation, commitMicros: sb.commitMicros))
             if let older = retry {
                 batch.absorb(older)
                 retry = nil

@@ -68,6 +68,7 @@ extension Pool {
         txnLock.readLock()
         defer { txnLock.unlock() }
         try writeLocked(o, offset: offset, data: data)
+        journal.append(write: id, offset: offset, bytes: data)
     }
 
     /// The write path; the caller holds o.io (write) and txnLock (read).
@@ -159,7 +160,9 @@ extension Pool {
         defer { txnLock.unlock() }
         let size = lock.withLock { o.size }
         guard offset < size else { return }
-        try zeroRange(o, from: offset, to: min(size, offset.addingReportingOverflow(length).overflow ? size : offset + length))
+        let end = min(size, offset.addingReportingOverflow(length).overflow ? size : offset + length)
+        try zeroRange(o, from: offset, to: end)
+        journal.append(punch: id, offset: offset, length: end - offset)
     }
 
     /// Makes [from, to) read as zeros: whole chunks are unmapped, partial ones zero-filled.
@@ -218,9 +221,11 @@ extension Pool {
             o.modified = Date()
             dirtyObjects.insert(o.id)
         }
+        journal.append(size: id, size: size)
     }
 
     public func setDiskTimes(id: ObjectID, modification: Date) {
+        journal.invalidate()
         lock.withLock {
             guard let o = objects[id], o.kind == .disk else { return }
             o.modified = modification

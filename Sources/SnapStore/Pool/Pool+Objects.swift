@@ -11,6 +11,7 @@ extension Pool {
     public func createDisk(name: String, size: UInt64 = 0, fromSnapshot: String? = nil) throws -> DiskInfo {
         guard Names.isValid(name) else { throw StoreError.invalidName("invalid disk name '\(name)': use [A-Za-z0-9][A-Za-z0-9._-]{0,63}") }
         guard size <= Self.maxDiskSize else { throw StoreError.tooLarge("disk size above the 1 PiB limit") }
+        journal.invalidate()   // before the change: no later record may be replayed without it
         return try lock.withLock {
             guard byName[name] == nil else { throw StoreError.exists("disk '\(name)' already exists") }
             var map = MapRoot()
@@ -47,6 +48,7 @@ extension Pool {
         }
         o.io.writeLock()   // waits for reads and writes in flight
         defer { o.io.unlock() }
+        journal.invalidate()
         try lock.withLock {
             guard objects[o.id] === o else { throw StoreError.notFound("no \(kind.rawValue) '\(name)'") }
             try maps.release(o.map)
@@ -79,6 +81,7 @@ extension Pool {
         let ordered = disks.sorted { $0.id < $1.id }
         for d in ordered { d.io.readLock() }
         defer { for d in ordered { d.io.unlock() } }
+        journal.invalidate()
         return try lock.withLock {
             for (r, d) in zip(requests, disks) {
                 guard objects[d.id] === d else { throw StoreError.notFound("no disk '\(r.disk)'") }
@@ -104,6 +107,7 @@ extension Pool {
     }
 
     public func setFreezeMicros(snapshot id: ObjectID, micros: UInt64) {
+        journal.invalidate()
         lock.withLock {
             guard let s = objects[id], s.kind == .snapshot else { return }
             s.freezeMicros = micros
@@ -118,6 +122,7 @@ extension Pool {
         }
         d.io.writeLock()
         defer { d.io.unlock() }
+        journal.invalidate()
         try lock.withLock {
             guard let sid = byName[snapName], let s = objects[sid], s.kind == .snapshot else {
                 throw StoreError.notFound("no snapshot '\(snapName)'")

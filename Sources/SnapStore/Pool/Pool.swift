@@ -22,6 +22,11 @@ public final class Pool: @unchecked Sendable {
     let metaRefs: RefcountTable
     let dataRefs: RefcountTable
     let meta: MetaStore
+    /// nil only when opened read-only on a pool that has no log yet.
+    let journalFile: StorageFile?
+    let journal: IntentLog
+    /// What opening replayed from the intent log.
+    public private(set) var recoveredFromJournal = JournalReplay()
     private var lockFd: Int32
 
     let lock = Mutex()
@@ -124,7 +129,12 @@ public final class Pool: @unchecked Sendable {
                 try dataRefs.wipeStaleSlots()
                 dataRefs.recycleAllFree(now: DispatchTime.now().uptimeNanoseconds)
             }
+            let (jf, capacity) = try Self.openJournal(provider, capacity: options.journalBytes, readOnly: ro)
+            journalFile = jf
+            journal = IntentLog(capacity: capacity,
+                                base: IntentLog.Base(generation: sb.generation, commitMicros: sb.commitMicros))
             try loadObjects()
+            if !ro { recoveredFromJournal = try replayJournal() }
         } catch {
             if fd >= 0 { Glibc.close(fd) }
             throw error
@@ -134,6 +144,32 @@ public final class Pool: @unchecked Sendable {
 
     deinit {
         if lockFd >= 0 { Glibc.close(lockFd) }
+    }
+
+    /// The intent log's file, its blocks written once (zeros) so that appending to it
+    /// later changes no host-filesystem metadata and a flush stays one device flush.
+    /// Returns the file and its capacity (a larger existing log keeps its size).
+    private static func openJournal(_ provider: StorageProvider, capacity: UInt64, readOnly: Bool) throws -> (StorageFile?, UInt64) {
+        let exists = provider.exists("journal")
+        if readOnly {
+            guard exists else { return (nil, capacity) }
+            let f = try provider.open("journal", create: false, readOnly: true)
+            return (f, try f.size())
+        }
+        let f = try provider.openLog("journal", create: !exists)
+        let have = try f.size()
+        if have < capacity {
+            let zeros = [UInt8](repeating: 0, count: 1 << 20)
+            var at = have / UInt64(zeros.count) * UInt64(zeros.count)
+            while at < capacity {
+                let n = Int(min(UInt64(zeros.count), capacity - at))
+                try zeros.withUnsafeBytes { try f.write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: at) }
+                at += UInt64(n)
+            }
+            try f.sync()
+            if !exists { try provider.syncDirectory() }
+        }
+        return (f, max(have, capacity))
     }
 
     /// One daemon per pool: an exclusive flock on DIR/lock, held for the pool's life.
@@ -311,7 +347,7 @@ public final class Pool: @unchecked Sendable {
             return (d.count, objects.count - d.count, d.reduce(0) { $0 + $1.size }, dataRefs.inUse)
         }
         var used: UInt64 = 0
-        for f in [sbFile, metaFile, dataFile, metaRefs.file, dataRefs.file] { used += f.allocatedBytes() }
+        for f in [sbFile, metaFile, dataFile, metaRefs.file, dataRefs.file] + (journalFile.map { [$0] } ?? []) { used += f.allocatedBytes() }
         var vfs = statvfs()
         let avail: UInt64 = statvfs(directory, &vfs) == 0 ? UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) : 0
         return PoolStats(chunkSize: chunkSize, usedBytes: used, availableBytes: avail, logicalBytes: logical,
