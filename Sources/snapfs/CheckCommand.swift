@@ -32,6 +32,8 @@ struct CheckCommand: ParsableCommand {
             FileHandle.standardError.write(Data("snapfs: check: \(line)\n".utf8))
         }
         pin?.release()
+        // Offline only: while mounted the daemon owns the log and replays nothing.
+        let journalRecords = pin == nil ? ((try? pool.pendingJournalRecords()) ?? 0) : 0
         let disks = pool.disks().count, snapshots = pool.snapshots().count
         let damaged = report.damaged.mapValues { ranges in
             ranges.map { RangeRecord(Offset: $0.lowerBound, Length: $0.upperBound - $0.lowerBound + 1) }
@@ -39,13 +41,15 @@ struct CheckCommand: ParsableCommand {
         if options.json {
             options.printJSON(.object([
                 ("Clean", .bool(report.isClean)), ("Disks", .int(Int64(disks))), ("Snapshots", .int(Int64(snapshots))),
-                ("ChunksVerified", .int(Int64(report.chunksVerified))), ("Problems", .array(report.problems.map(JSONValue.string))),
+                ("ChunksVerified", .int(Int64(report.chunksVerified))), ("JournalRecords", .int(Int64(journalRecords))),
+                ("Problems", .array(report.problems.map(JSONValue.string))),
                 ("Damaged", .object(damaged.sorted { $0.key < $1.key }.map { ($0.key, .array($0.value.map(\.json))) })),
             ]))
         }
         if report.isClean {
             if !options.json {
-                Table.print("pool \(dir): clean, \(disks) disks, \(snapshots) snapshots, \(report.chunksVerified) chunks verified\n")
+                let pending = journalRecords > 0 ? "; \(journalRecords) fsync'd changes in the intent log, replayed at the next mount" : ""
+                Table.print("pool \(dir): clean, \(disks) disks, \(snapshots) snapshots, \(report.chunksVerified) chunks verified\(pending)\n")
             }
             return
         }
