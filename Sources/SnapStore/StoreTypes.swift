@@ -115,9 +115,6 @@ public struct PoolOptions: Sendable {
     public var backgroundCommits: Bool = true
     /// Size of the intent log (`journal`), preallocated; `fsync` commits when it is full.
     public var journalBytes: UInt64 = Pool.defaultJournalBytes
-    /// Most bytes of new chunks written to the host but not yet to its device; a commit's
-    /// flush waits for at most this much data (see WritebackWindow); 0 turns the bound off.
-    public var writebackBytes: UInt64 = 64 << 20
     /// Where the pool's files are read and written; nil = the real files in the
     /// directory. Tests put a fault-injecting provider here.
     public var storage: (any StorageProvider)? = nil

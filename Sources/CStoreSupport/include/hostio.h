@@ -10,12 +10,4 @@ int snap_punch_hole(int fd, int64_t off, int64_t len);
 /// the Swift Glibc module does not define. Returns the fd or -1 with errno set.
 int snap_open_direct_dsync(const char *path);
 
-/// sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE): starts writeback of the range
-/// without waiting for it. Returns 0 or -1 with errno set.
-int snap_start_writeback(int fd, int64_t off, int64_t len);
-
-/// sync_file_range(..., WAIT_BEFORE|WRITE|WAIT_AFTER): returns once the range's pages
-/// have been written to the device (not a durability barrier: no flush, no metadata).
-int snap_wait_writeback(int fd, int64_t off, int64_t len);
-
 #endif

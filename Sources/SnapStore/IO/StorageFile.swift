@@ -14,11 +14,6 @@ public protocol StorageFile: AnyObject, Sendable {
     /// Writes bytes and makes them durable (write + sync unless the file can do both in
     /// one device write). Offset and length are multiples of 4096.
     func writeDurably(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws
-    /// Starts writing the range to the device without waiting (a hint; durability still
-    /// needs `sync`). Keeps the pool's dirty data small, so a commit's flush is short.
-    func startWriteback(at offset: UInt64, length: UInt64)
-    /// Waits until the range has been written to the device (throttling, not durability).
-    func waitWriteback(at offset: UInt64, length: UInt64)
     /// Deallocates the range (reads as zeros afterwards).
     func punchHole(at offset: UInt64, length: UInt64) throws
     func truncate(to size: UInt64) throws
@@ -28,9 +23,6 @@ public protocol StorageFile: AnyObject, Sendable {
 }
 
 extension StorageFile {
-    public func startWriteback(at offset: UInt64, length: UInt64) {}
-    public func waitWriteback(at offset: UInt64, length: UInt64) {}
-
     public func writeDurably(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try write(bytes, at: offset)
         try sync()
@@ -126,14 +118,6 @@ public final class PosixFile: StorageFile {
             if errno == EINTR { continue }
             throw StoreError.io(errno: errno, "fdatasync \(path)")
         }
-    }
-
-    public func startWriteback(at offset: UInt64, length: UInt64) {
-        _ = snap_start_writeback(fd, Int64(offset), Int64(length))
-    }
-
-    public func waitWriteback(at offset: UInt64, length: UInt64) {
-        _ = snap_wait_writeback(fd, Int64(offset), Int64(length))
     }
 
     public func punchHole(at offset: UInt64, length: UInt64) throws {

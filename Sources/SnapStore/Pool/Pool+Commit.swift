@@ -212,7 +212,6 @@ extension Pool {
             do { try files[i].sync() } catch { failures.record(error) }
         }
         if let e = failures.error { throw e }
-        writeback.flushed()
     }
 }
 

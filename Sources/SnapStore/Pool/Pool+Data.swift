@@ -63,7 +63,6 @@ extension Pool {
         guard data.count > 0 else { return }
         let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
         guard !overflow, end <= Self.maxDiskSize else { throw StoreError.tooLarge("write past the 1 PiB disk limit") }
-        defer { writeback.throttle() }   // after the locks below are released
         o.io.writeLock()
         defer { o.io.unlock() }
         txnLock.readLock()
@@ -125,9 +124,6 @@ extension Pool {
                         try dataFile.write(piece, at: target * cs)
                         crc = crc32c(piece)
                     }
-                    // A new chunk is whole: send it to the device now rather than in the
-                    // next commit's flush (which then waits for little; see BENCHMARKS.md).
-                    writeback.written(at: target * cs, length: cs)
                 }
             } catch {
                 if !inPlace { lock.withLock { _ = dataRefs.decrement(target) } }

@@ -25,7 +25,6 @@ public final class Pool: @unchecked Sendable {
     /// nil only when opened read-only on a pool that has no log yet.
     let journalFile: StorageFile?
     let journal: IntentLog
-    let writeback: WritebackWindow
     /// What opening replayed from the intent log.
     public private(set) var recoveredFromJournal = JournalReplay()
     private var lockFd: Int32
@@ -109,7 +108,6 @@ public final class Pool: @unchecked Sendable {
             let sb = try Self.newestIntactCommit(sbFile: sbFile, provider: provider, readOnly: ro, path: dir)
             metaFile = try provider.open("meta", create: false, readOnly: ro)
             dataFile = try provider.open("data", create: false, readOnly: ro)
-            writeback = WritebackWindow(file: dataFile, limit: options.writebackBytes)
             let txn = sb.generation + 1
             metaRefs = RefcountTable(name: "meta", file: try provider.open("meta.refs", create: false, readOnly: ro), txn: txn)
             dataRefs = RefcountTable(name: "data", file: try provider.open("data.refs", create: false, readOnly: ro), txn: txn)
