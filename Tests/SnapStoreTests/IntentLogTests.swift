@@ -43,6 +43,7 @@ final class IntentLogTests: XCTestCase {
         let pool = try Pool.open(directory: dir, options: options())
         let d = try pool.createDisk(name: "d", size: 256 << 10)
         try pool.sync()
+        try pool.syncWrites()   // nothing since the commit: the log records from here on
         let generation = pool.lastCommitted
         var model = Image()
         model.size = 256 << 10
@@ -89,6 +90,7 @@ final class IntentLogTests: XCTestCase {
         let pool = try Pool.open(directory: dir, options: options())
         let d = try pool.createDisk(name: "d")
         try pool.sync()
+        try pool.syncWrites()
         func put(_ byte: UInt8, at off: UInt64) throws {
             try [UInt8](repeating: byte, count: 4096).withUnsafeBytes { try pool.write(disk: d.id, offset: off, data: $0) }
         }
@@ -145,6 +147,35 @@ final class IntentLogTests: XCTestCase {
         try reopened.close()
     }
 
+    /// Without an fsync in a transaction, the next one keeps no records; its first fsync
+    /// commits and arms the log again.
+    func testTheLogRecordsOnlyWhileFsyncsAreComing() throws {
+        let pool = try Pool.open(directory: newDir(), options: options())
+        let d = try pool.createDisk(name: "d")
+        try pool.sync()
+        let write = { (b: UInt8) in try [UInt8](repeating: b, count: 100).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) } }
+        try write(1)
+        var generation = pool.lastCommitted
+        try pool.syncWrites()
+        XCTAssertGreaterThan(pool.lastCommitted, generation, "not recording: the first fsync commits")
+        generation = pool.lastCommitted
+        try write(2)
+        try pool.syncWrites()
+        XCTAssertEqual(pool.lastCommitted, generation, "armed: the next fsync is a log batch")
+        try pool.commitNow()                        // a commit of a transaction with an fsync: stays armed
+        generation = pool.lastCommitted
+        try write(3)
+        try pool.syncWrites()
+        XCTAssertEqual(pool.lastCommitted, generation)
+        try pool.commitNow()
+        try pool.commitNow()                        // a transaction without an fsync: disarmed
+        generation = pool.lastCommitted
+        try write(4)
+        try pool.syncWrites()
+        XCTAssertGreaterThan(pool.lastCommitted, generation)
+        try pool.close()
+    }
+
     /// The process dies at every I/O of a journal flush in turn (torn write, then
     /// nothing; even points also lose unflushed writes as in a power cut). The reopened
     /// pool holds everything the earlier fsyncs acknowledged, and the interrupted fsync's
@@ -157,6 +188,7 @@ final class IntentLogTests: XCTestCase {
             let pool = try Pool.open(directory: dir, options: options(storage: CrashingStorage(directory: dir, crash: crash)))
             let d = try pool.createDisk(name: "d")
             try pool.sync()
+            try pool.syncWrites()
             var acked = Image()
             var rng = PoolModelTests.RNG(state: UInt64(point) + 100)
             for _ in 0..<5 {

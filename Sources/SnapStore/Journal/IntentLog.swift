@@ -13,7 +13,8 @@ import Foundation
 ///
 /// Anything the log cannot express (creating or deleting disks and snapshots, times, a
 /// log or buffer that would overflow) turns it off until the next commit; `fsync` then
-/// commits instead. Thread-safe; callers append while holding the object's io lock and
+/// commits instead. So does a commit after a transaction without any fsync: then no
+/// records are kept (no copy, no memory) until the next fsync, which commits. Thread-safe; callers append while holding the object's io lock and
 /// `txnLock` (read), so records of one disk are in the order the writes happened.
 final class IntentLog: @unchecked Sendable {
     /// What a batch builds on: the commit it must be replayed on top of.
@@ -45,6 +46,11 @@ final class IntentLog: @unchecked Sendable {
     private var pending: [UInt8] = []
     private var pendingRecords = 0
     private var usable = true
+    /// An fsync asked for a batch since the last commit. A transaction after one without
+    /// any fsync keeps no records (no copy, no memory); its first fsync commits instead.
+    private var fsyncSeen = false
+    /// A change since the last commit is missing from the records.
+    private var dropped = false
 
     init(capacity: UInt64, base: Base) {
         self.capacity = capacity
@@ -58,9 +64,11 @@ final class IntentLog: @unchecked Sendable {
             self.base = base
             nextSeq = 0
             fileEnd = 0
-            pending.removeAll(keepingCapacity: pending.count <= 1 << 20)
+            pending.removeAll(keepingCapacity: true)
             pendingRecords = 0
-            usable = true
+            usable = fsyncSeen
+            fsyncSeen = false
+            dropped = false
         }
     }
 
@@ -68,7 +76,8 @@ final class IntentLog: @unchecked Sendable {
     func invalidate() {
         lock.withLock {
             usable = false
-            pending.removeAll()
+            dropped = true
+            pending.removeAll(keepingCapacity: true)
             pendingRecords = 0
         }
     }
@@ -88,14 +97,18 @@ final class IntentLog: @unchecked Sendable {
     private func append(kind: UInt32, object: ObjectID, a: UInt64, b: UInt64, payload: UnsafeRawBufferPointer?) {
         let size = Self.recordHeaderSize + ((payload?.count ?? 0) + 7) / 8 * 8
         lock.withLock {
-            guard usable else { return }
+            guard usable else { dropped = true; return }
             guard pending.count + size <= pendingLimit,
                   fileEnd + UInt64(Self.batchHeaderSize + pending.count + size) + UInt64(Self.alignment) <= capacity else {
                 usable = false
-                pending.removeAll()
+                dropped = true
+                pending.removeAll(keepingCapacity: true)
                 pendingRecords = 0
                 return
             }
+            // One buffer for the pool's life: regrowing it from several threads leaves
+            // freed copies in glibc's per-thread arenas (seen as +60 MiB of peak RSS).
+            if pending.capacity < pendingLimit { pending.reserveCapacity(pendingLimit) }
             let start = pending.count
             pending.append(contentsOf: repeatElement(0, count: size))
             pending.withUnsafeMutableBytes { buf in
@@ -126,26 +139,32 @@ final class IntentLog: @unchecked Sendable {
     /// the generation that is durable: batches are written only on top of a durable commit.
     func takeBatch(durable: Base?) -> Plan {
         lock.withLock {
+            fsyncSeen = true
+            // Not recording, but nothing happened since the commit: record from now on.
+            if !usable && !dropped { usable = true }
             guard usable, let durable, durable == base else { return .commit }
             guard pendingRecords > 0 else { return .nothingToWrite }
-            let body = pending
-            var out = [UInt8](repeating: 0, count: (Self.batchHeaderSize + body.count + Self.alignment - 1) / Self.alignment * Self.alignment)
+            // Encoded straight from `pending`: no second reference to its buffer, so
+            // emptying it below does not copy 8 MiB.
+            let bodyCount = pending.count
+            var out = [UInt8](repeating: 0, count: (Self.batchHeaderSize + bodyCount + Self.alignment - 1) / Self.alignment * Self.alignment)
             out.withUnsafeMutableBytes { b in
-                b.put(Self.magic, at: 0)
-                b.put(base.generation, at: 8)
-                b.put(base.commitMicros, at: 16)
-                b.put(nextSeq, at: 24)
-                b.put(UInt32(pendingRecords), at: 32)
-                b.put(UInt32(body.count), at: 36)
-                b.put(crc32c(body), at: 40)
-                body.withUnsafeBytes { src in
-                    UnsafeMutableRawBufferPointer(rebasing: b[Self.batchHeaderSize..<(Self.batchHeaderSize + body.count)]).copyMemory(from: src)
+                pending.withUnsafeBytes { body in
+                    b.put(Self.magic, at: 0)
+                    b.put(base.generation, at: 8)
+                    b.put(base.commitMicros, at: 16)
+                    b.put(nextSeq, at: 24)
+                    b.put(UInt32(pendingRecords), at: 32)
+                    b.put(UInt32(bodyCount), at: 36)
+                    b.put(crc32c(body), at: 40)
+                    UnsafeMutableRawBufferPointer(rebasing: b[Self.batchHeaderSize..<(Self.batchHeaderSize + bodyCount)]).copyMemory(from: body)
+                    b.put(crc32c(UnsafeRawBufferPointer(rebasing: b[0..<60])), at: 60)
                 }
-                b.put(crc32c(UnsafeRawBufferPointer(rebasing: b[0..<60])), at: 60)
             }
             let at = fileEnd
             guard at + UInt64(out.count) <= capacity else {
                 usable = false
+                dropped = true
                 return .commit
             }
             fileEnd += UInt64(out.count)
