@@ -76,15 +76,7 @@ public final class PosixFile: StorageFile {
         let aligned = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 4096)
         defer { aligned.deallocate() }
         aligned.copyMemory(from: bytes)
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(durableFd, aligned.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StoreError.io(errno: errno, "write \(path) at \(offset)")
-            }
-            done += n
-        }
+        try writeAll(durableFd, UnsafeRawBufferPointer(aligned), at: offset)
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
@@ -102,6 +94,10 @@ public final class PosixFile: StorageFile {
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try writeAll(fd, bytes, at: offset)
+    }
+
+    private func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
         var done = 0
         while done < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
