@@ -22,11 +22,28 @@ struct ClientOptions: ParsableArguments {
         FileHandle.standardOutput.write(Data((value.render(pretty: true) + "\n").utf8))
     }
     func printJSON(_ value: some JSONRepresentable) { printJSON(value.json) }
-}
 
-/// `{"Disks":[...]}` and `{"Snapshots":[...]}` (SPEC §4).
-func disksJSON(_ list: [DiskRecord]) -> JSONValue { .object([("Disks", .array(list.map(\.json)))]) }
-func snapshotsJSON(_ list: [SnapshotRecord]) -> JSONValue { .object([("Snapshots", .array(list.map(\.json)))]) }
+    /// `{"Disks":[...]}` (SPEC §4) or the disk table.
+    func printDisks(_ list: [DiskRecord]) {
+        if json { return printJSON(.object([("Disks", .array(list.map(\.json)))])) }
+        Table.print(Table.disks(list))
+    }
+
+    /// `{"Snapshots":[...]}` (SPEC §4) or the snapshot table.
+    func printSnapshots(_ list: [SnapshotRecord]) {
+        if json { return printJSON(.object([("Snapshots", .array(list.map(\.json)))])) }
+        Table.print(Table.snapshots(list))
+    }
+
+    /// Sends a delete of `name`; prints `{"<idKey>": name}` or the daemon's message.
+    func delete(_ op: ControlOp, name: String, idKey: String) throws {
+        var r = ControlRequest(op: op)
+        r.name = name
+        let out = try send(r)
+        if json { return printJSON(.object([(idKey, .string(name))])) }
+        Table.print((out.message ?? "deleted") + "\n")
+    }
+}
 
 /// Parses a size argument with truncate's suffixes, failing with "snapfs: invalid size ...".
 func parseSize(_ text: String) throws -> UInt64 {

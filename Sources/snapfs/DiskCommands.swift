@@ -25,9 +25,7 @@ struct DiskCreate: ParsableCommand {
         r.name = name
         r.size = try size.map(parseSize)
         r.fromSnapshot = fromSnapshot
-        let disks = try options.send(r).disks ?? []
-        if options.json { return options.printJSON(disksJSON(disks)) }
-        Table.print(Table.disks(disks))
+        options.printDisks(try options.send(r).disks ?? [])
     }
 }
 
@@ -36,9 +34,7 @@ struct DiskList: ParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func run() throws {
-        let disks = try options.send(ControlRequest(op: .diskList)).disks ?? []
-        if options.json { return options.printJSON(disksJSON(disks)) }
-        Table.print(Table.disks(disks))
+        options.printDisks(try options.send(ControlRequest(op: .diskList)).disks ?? [])
     }
 }
 
@@ -55,9 +51,7 @@ struct DiskResize: ParsableCommand {
         var r = ControlRequest(op: .diskResize)
         r.name = name
         r.size = try parseSize(size)
-        let disks = try options.send(r).disks ?? []
-        if options.json { return options.printJSON(disksJSON(disks)) }
-        Table.print(Table.disks(disks))
+        options.printDisks(try options.send(r).disks ?? [])
     }
 }
 
@@ -96,12 +90,6 @@ struct DiskDelete: ParsableCommand {
     var name: String
 
     func run() throws {
-        var r = ControlRequest(op: .diskDelete)
-        r.name = name
-        let out = try options.send(r)
-        if options.json {
-            return options.printJSON(.object([("DiskId", .string(name))]))
-        }
-        Table.print((out.message ?? "deleted") + "\n")
+        try options.delete(.diskDelete, name: name, idKey: "DiskId")
     }
 }

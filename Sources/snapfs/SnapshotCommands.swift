@@ -43,9 +43,7 @@ struct SnapshotCreate: ParsableCommand {
         r.description = description
         r.tags = try parseTags(tag)
         r.retentionDays = retentionDays
-        let list = try options.send(r).snapshots ?? []
-        if options.json { return options.printJSON(snapshotsJSON(list)) }
-        Table.print(Table.snapshots(list))
+        options.printSnapshots(try options.send(r).snapshots ?? [])
     }
 }
 
@@ -61,9 +59,7 @@ struct SnapshotList: ParsableCommand {
         var r = ControlRequest(op: .snapshotList)
         r.disk = disk
         r.tags = try parseTags(tag)
-        let list = try options.send(r).snapshots ?? []
-        if options.json { return options.printJSON(snapshotsJSON(list)) }
-        Table.print(Table.snapshots(list))
+        options.printSnapshots(try options.send(r).snapshots ?? [])
     }
 }
 
@@ -75,13 +71,7 @@ struct SnapshotDelete: ParsableCommand {
     var id: String
 
     func run() throws {
-        var r = ControlRequest(op: .snapshotDelete)
-        r.name = id
-        let out = try options.send(r)
-        if options.json {
-            return options.printJSON(.object([("SnapshotId", .string(id))]))
-        }
-        Table.print((out.message ?? "deleted") + "\n")
+        try options.delete(.snapshotDelete, name: id, idKey: "SnapshotId")
     }
 }
 
