@@ -74,13 +74,19 @@ final class IntentLog: @unchecked Sendable {
 
     /// A change the log does not express: `fsync` must commit until the next commit.
     func invalidate() {
-        lock.withLock {
-            usable = false
-            dropped = true
-            pending.removeAll(keepingCapacity: true)
-            pendingRecords = 0
-        }
+        lock.withLock { stopRecordingLocked() }
     }
+
+    /// Drops the records and records nothing until the next commit. Caller holds `lock`.
+    private func stopRecordingLocked() {
+        usable = false
+        dropped = true
+        pending.removeAll(keepingCapacity: true)
+        pendingRecords = 0
+    }
+
+    /// `n` rounded up to the batch alignment.
+    static func aligned(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
 
     func append(write object: ObjectID, offset: UInt64, bytes: UnsafeRawBufferPointer) {
         append(kind: 0, object: object, a: offset, b: UInt64(bytes.count), payload: bytes)
@@ -99,11 +105,8 @@ final class IntentLog: @unchecked Sendable {
         lock.withLock {
             guard usable else { dropped = true; return }
             guard pending.count + size <= pendingLimit,
-                  fileEnd + UInt64(Self.batchHeaderSize + pending.count + size) + UInt64(Self.alignment) <= capacity else {
-                usable = false
-                dropped = true
-                pending.removeAll(keepingCapacity: true)
-                pendingRecords = 0
+                  fileEnd + UInt64(Self.aligned(Self.batchHeaderSize + pending.count + size)) <= capacity else {
+                stopRecordingLocked()
                 return
             }
             // One buffer for the pool's life: regrowing it from several threads leaves
@@ -147,7 +150,7 @@ final class IntentLog: @unchecked Sendable {
             // Encoded straight from `pending`: no second reference to its buffer, so
             // emptying it below does not copy 8 MiB.
             let bodyCount = pending.count
-            var out = [UInt8](repeating: 0, count: (Self.batchHeaderSize + bodyCount + Self.alignment - 1) / Self.alignment * Self.alignment)
+            var out = [UInt8](repeating: 0, count: Self.aligned(Self.batchHeaderSize + bodyCount))
             out.withUnsafeMutableBytes { b in
                 pending.withUnsafeBytes { body in
                     b.put(Self.magic, at: 0)
@@ -161,12 +164,8 @@ final class IntentLog: @unchecked Sendable {
                     b.put(crc32c(UnsafeRawBufferPointer(rebasing: b[0..<60])), at: 60)
                 }
             }
+            // `append` kept every record within the capacity.
             let at = fileEnd
-            guard at + UInt64(out.count) <= capacity else {
-                usable = false
-                dropped = true
-                return .commit
-            }
             fileEnd += UInt64(out.count)
             nextSeq += 1
             pending.removeAll(keepingCapacity: true)
@@ -174,9 +173,6 @@ final class IntentLog: @unchecked Sendable {
             return .write(bytes: out, at: at)
         }
     }
-
-    /// Writing a batch failed: its records are not durable, so the next `fsync` commits.
-    func batchFailed() { invalidate() }
 
     /// The batches built on `base`, in order, up to the first torn or foreign one.
     static func readBatches(from file: StorageFile, capacity: UInt64, base: Base) throws -> [[Record]] {
@@ -199,7 +195,7 @@ final class IntentLog: @unchecked Sendable {
             let n = try body.withUnsafeMutableBytes { try file.read(into: $0, at: pos + UInt64(batchHeaderSize)) }
             guard n == h.length, crc32c(body) == h.crc, let records = decode(body, count: h.count) else { break }
             batches.append(records)
-            pos += UInt64((batchHeaderSize + h.length + alignment - 1) / alignment * alignment)
+            pos += UInt64(aligned(batchHeaderSize + h.length))
         }
         return batches
     }

@@ -26,7 +26,7 @@ extension Pool {
                 return
             } catch {
                 // Not durable; a commit makes the same records durable another way.
-                journal.batchFailed()
+                journal.invalidate()
             }
         case .commit:
             break
@@ -60,6 +60,7 @@ extension Pool {
         let batches = try journalBatches()
         var result = JournalReplay()
         guard !batches.isEmpty else { return result }
+        journal.invalidate()   // the replay ends in a commit: recording it again is wasted copying
         for records in batches {
             result.batches += 1
             for r in records {

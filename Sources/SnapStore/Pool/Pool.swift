@@ -347,7 +347,7 @@ public final class Pool: @unchecked Sendable {
             return (d.count, objects.count - d.count, d.reduce(0) { $0 + $1.size }, dataRefs.inUse)
         }
         var used: UInt64 = 0
-        for f in [sbFile, metaFile, dataFile, metaRefs.file, dataRefs.file] + (journalFile.map { [$0] } ?? []) { used += f.allocatedBytes() }
+        for f in [sbFile, metaFile, dataFile, metaRefs.file, dataRefs.file, journalFile].compactMap({ $0 }) { used += f.allocatedBytes() }
         var vfs = statvfs()
         let avail: UInt64 = statvfs(directory, &vfs) == 0 ? UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) : 0
         return PoolStats(chunkSize: chunkSize, usedBytes: used, availableBytes: avail, logicalBytes: logical,
