@@ -8,7 +8,7 @@ struct CommitBatch {
     var metaFreed: [UInt64] = []
     var dataFreed: [UInt64] = []
     /// Chunks written in the transaction and still mapped, with their checksums (logged).
-    var bornData: [UInt64: UInt32] = [:]
+    var bornData: [(chunk: UInt64, crc: UInt32)] = []
     var superblock: Superblock
 
     /// A failed commit's batch is written again, under the newer one, by the next.
@@ -18,7 +18,7 @@ struct CommitBatch {
         dataPages.merge(older.dataPages) { new, _ in new }
         metaFreed += older.metaFreed
         dataFreed += older.dataFreed
-        bornData.merge(older.bornData) { new, _ in new }
+        bornData = older.bornData + bornData
     }
 }
 
@@ -74,9 +74,17 @@ extension Pool {
     }
 
     /// Gives freed chunks' space back to the host.
+    /// One `fallocate` per run of adjacent chunks: each call takes the data file's inode
+    /// lock, which also holds off writes, so small chunks must not pay one call apiece.
     private func punch(_ chunks: [UInt64]) {
-        for c in chunks {
-            try? dataFile.punchHole(at: c * UInt64(chunkSize), length: UInt64(chunkSize))
+        let cs = UInt64(chunkSize)
+        let sorted = chunks.sorted()
+        var k = 0
+        while k < sorted.count {
+            var n: UInt64 = 1
+            while k + Int(n) < sorted.count, sorted[k + Int(n)] == sorted[k] + n { n += 1 }
+            try? dataFile.punchHole(at: sorted[k] * cs, length: n * cs)
+            k += Int(n)
         }
     }
 
@@ -123,7 +131,13 @@ extension Pool {
             // 1. Checksums of changed map nodes, bottom up, into the objects' roots.
             for id in dirtyObjects.sorted() {
                 guard let o = objects[id], o.map.ptr != 0 else { continue }
-                o.map.crc = maps.finalize(o.map.ptr, crc: o.map.crc, level: o.map.height, encoded: &encoded)
+                // The leaves also name the chunks born in this transaction, for the commit
+                // log: each once (a chunk in two leaves, disk and new snapshot, is one chunk).
+                o.map.crc = maps.finalize(o.map.ptr, crc: o.map.crc, level: o.map.height, encoded: &encoded) { leaf in
+                    for s in 0..<Layout.fanout where leaf.ptr[s] != 0 && dataRefs.takeBorn(leaf.ptr[s]) {
+                        batch.bornData.append((leaf.ptr[s], leaf.crc[s]))
+                    }
+                }
             }
             // 2. A new record block for every changed object, entered in the object table.
             for id in dirtyObjects.sorted() {
@@ -162,8 +176,6 @@ extension Pool {
             for w in d.writes { batch.dataPages[w.index] = w }
             batch.metaFreed = m.freed
             batch.dataFreed = d.freed
-            for (c, crc) in bornCRC where dataRefs.value(c) > 0 { batch.bornData[c] = crc }
-            bornCRC.removeAll(keepingCapacity: true)
             var sb = superblock
             // The transaction just closed; after a failed commit this skips its number.
             sb.generation = metaRefs.txn - 1
@@ -194,7 +206,7 @@ extension Pool {
         try dataRefs.write(Array(batch.dataPages.values), generation: batch.superblock.generation)
         for w in batch.metaPages.values { log.entries.append(.init(kind: .metaRefsSlot, index: UInt64(w.index), value: UInt32(w.slot))) }
         for w in batch.dataPages.values { log.entries.append(.init(kind: .dataRefsSlot, index: UInt64(w.index), value: UInt32(w.slot))) }
-        for (c, crc) in batch.bornData { log.entries.append(.init(kind: .dataChunk, index: c, value: crc)) }
+        for b in batch.bornData { log.entries.append(.init(kind: .dataChunk, index: b.chunk, value: b.crc)) }
         let logBytes = log.encode()
         var sb = batch.superblock
         sb.commitLogLength = UInt32(logBytes.count)

@@ -44,8 +44,6 @@ public final class Pool: @unchecked Sendable {
     var lastCommitted: UInt64
     var closed = false
     var reusePins = 0
-    /// Checksums of the chunks written in the open transaction, for the commit log.
-    var bornCRC: [UInt64: UInt32] = [:]
     var hostFreeEstimate: UInt64 = 0
     var hostFreeCheckedAt: UInt64 = 0
     var deferredMetaFree: [UInt64] = []
@@ -59,6 +57,10 @@ public final class Pool: @unchecked Sendable {
     public static let maxDiskSize: UInt64 = 1 << 50
     /// Background commits: unsynced data is never older than this when a crash comes.
     public static let commitInterval: TimeInterval = 5
+    /// A commit is due once this many bytes of new chunks were written since the last one:
+    /// it bounds the commit log, the open transaction's memory and what recovery verifies.
+    public static let bornBytesPerCommit: UInt64 = 1 << 30
+    static func bornChunksPerCommit(chunkSize: Int) -> Int { Int(bornBytesPerCommit / UInt64(chunkSize)) }
     /// Freed chunks unused for this long are punched (space back to the host).
     public static let punchDelay: TimeInterval = 5
     private var committer: Thread?
@@ -268,7 +270,7 @@ public final class Pool: @unchecked Sendable {
             var last = Date()
             while !stopCommitter.withLock({ stopRequested }) {
                 usleep(100_000)
-                let (changed, pressure) = lock.withLock { (hasChanges, meta.dirtyCount > 8192 || dataRefs.born.count > 16384) }
+                let (changed, pressure) = lock.withLock { (hasChanges, meta.dirtyCount > 8192 || dataRefs.bornCount > Self.bornChunksPerCommit(chunkSize: chunkSize)) }
                 punchIdleChunks()
                 if changed && (pressure || Date().timeIntervalSince(last) >= Self.commitInterval) {
                     do { try sync() } catch {

@@ -16,15 +16,13 @@ final class RefcountTable {
     static let headerSize = 32
     static let pageMagic: UInt32 = 0x4346_5253   // "SRFC"
 
-    final class Page {
-        var gen: UInt64
-        var counts: [UInt32]
-        init(gen: UInt64, counts: [UInt32]) { self.gen = gen; self.counts = counts }
-    }
-
     let name: String
     let file: StorageFile
-    private(set) var pages: [Page] = []
+    /// Every count, page after page (entry i is counts[i]); one flat array, so changing
+    /// a count touches no reference-counted object.
+    private var counts: [UInt32] = []
+    /// The transaction that last changed each page.
+    private var pageGen: [UInt64] = []
     /// Slot (0/1) holding each page's newest committed copy; 2 = never written.
     private var slot: [UInt8] = []
     private(set) var count: UInt64 = 1
@@ -37,8 +35,12 @@ final class RefcountTable {
     /// Freed in the open transaction.
     private(set) var pending: [UInt64] = []
     private var dirtyPages = Set<Int>()
-    /// Entries allocated in the open transaction (may be modified in place).
-    private(set) var born = Set<UInt64>()
+    /// Entries allocated in the open transaction (may be modified in place): one bit
+    /// each, plus the list of those set, to clear them when the transaction closes.
+    private var bornBits: [UInt64] = []
+    private var bornList: [UInt64] = []
+    /// Entries allocated in the open transaction (freed ones included).
+    var bornCount: Int { bornList.count }
     var txn: UInt64
 
     init(name: String, file: StorageFile, txn: UInt64) {
@@ -52,23 +54,22 @@ final class RefcountTable {
     var freeCount: Int { free.count + recycled.count }
 
     func value(_ i: UInt64) -> UInt32 {
-        let p = Int(i) / Self.perPage
-        return p < pages.count ? pages[p].counts[Int(i) % Self.perPage] : 0
+        Int(i) < counts.count ? counts[Int(i)] : 0
     }
 
     private func set(_ i: UInt64, _ v: UInt32) {
         let p = Int(i) / Self.perPage
-        while pages.count <= p {
-            pages.append(Page(gen: txn, counts: [UInt32](repeating: 0, count: Self.perPage)))
+        while pageGen.count <= p {
+            dirtyPages.insert(pageGen.count)
+            pageGen.append(txn)
             slot.append(2)
+            counts.append(contentsOf: repeatElement(0, count: Self.perPage))
         }
-        if pages[p].gen != txn {
-            // Copy on first change in this transaction: a committing transaction may be
-            // writing the old page object right now, outside the lock.
-            pages[p] = Page(gen: txn, counts: pages[p].counts)
+        if pageGen[p] != txn {
+            pageGen[p] = txn
+            dirtyPages.insert(p)
         }
-        pages[p].counts[Int(i) % Self.perPage] = v
-        dirtyPages.insert(p)
+        counts[Int(i)] = v
     }
 
     /// A new pool: page 0 (holding the reserved entry 0) must exist on disk.
@@ -87,7 +88,7 @@ final class RefcountTable {
         let v = value(i)
         precondition(i != 0 && i < count && v > 0, "\(name): decrement of free \(i)")
         set(i, v - 1)
-        if v == 1 { pending.append(i); born.remove(i) }
+        if v == 1 { pending.append(i); clearBorn(i) }
         return v - 1
     }
 
@@ -96,29 +97,74 @@ final class RefcountTable {
         let i: UInt64
         if let r = recycled.popLast() { i = r.index } else if let f = free.popLast() { i = f } else { i = count; count += 1 }
         set(i, 1)
-        born.insert(i)
+        markBorn(i)
         return i
     }
 
-    func isBornInOpenTransaction(_ i: UInt64) -> Bool { born.contains(i) }
+    /// `n` fresh entries with count 1, in ascending order: entries freed together (a
+    /// rewritten run) come back as a run, so the caller can write them with one `pwrite`.
+    func allocate(count n: Int) -> [UInt64] {
+        var out: [UInt64] = []
+        out.reserveCapacity(n)
+        while out.count < n, let r = recycled.popLast() { out.append(r.index) }
+        while out.count < n, let f = free.popLast() { out.append(f) }
+        if out.count < n {
+            let start = count
+            count += UInt64(n - out.count)
+            out.append(contentsOf: start..<count)
+        }
+        out.sort()
+        for i in out { set(i, 1); markBorn(i) }
+        return out
+    }
+
+    func isBornInOpenTransaction(_ i: UInt64) -> Bool {
+        let w = Int(i >> 6)
+        return w < bornBits.count && bornBits[w] & (1 << (i & 63)) != 0
+    }
+
+    /// Whether `i` was born in the open transaction, forgetting it: the closing
+    /// transaction lists each born chunk once for its commit log.
+    func takeBorn(_ i: UInt64) -> Bool {
+        guard isBornInOpenTransaction(i) else { return false }
+        clearBorn(i)
+        return true
+    }
+
+    private func markBorn(_ i: UInt64) {
+        let w = Int(i >> 6)
+        if w >= bornBits.count { bornBits.append(contentsOf: repeatElement(0, count: max(w + 1 - bornBits.count, bornBits.count))) }
+        bornBits[w] |= 1 << (i & 63)
+        bornList.append(i)
+    }
+
+    private func clearBorn(_ i: UInt64) {
+        let w = Int(i >> 6)
+        if w < bornBits.count { bornBits[w] &= ~(1 << (i & 63)) }
+    }
 
     // MARK: Commit
 
-    struct PageWrite { let index: Int; let page: Page; let slot: UInt8 }
+    /// A changed page as the transaction closed it (a copy: the commit writes it outside
+    /// the lock while the next transaction changes counts).
+    struct PageWrite { let index: Int; let counts: [UInt32]; let slot: UInt8 }
 
     /// Closes the open transaction: what to write, and the entries it freed.
     func closeTransaction() -> (writes: [PageWrite], freed: [UInt64], count: UInt64) {
-        let writes = dirtyPages.sorted().map { p in PageWrite(index: p, page: pages[p], slot: slot[p] == 0 ? 1 : 0) }
+        let writes = dirtyPages.sorted().map { p in
+            PageWrite(index: p, counts: Array(counts[(p * Self.perPage)..<((p + 1) * Self.perPage)]), slot: slot[p] == 0 ? 1 : 0)
+        }
         let freed = pending
         dirtyPages.removeAll(keepingCapacity: true)
         pending.removeAll(keepingCapacity: true)
-        born.removeAll(keepingCapacity: true)
+        for i in bornList { clearBorn(i) }
+        bornList.removeAll(keepingCapacity: true)
         txn += 1
         return (writes, freed, count)
     }
 
-    /// Encodes and writes the pages of a closed transaction (no lock needed: the page
-    /// objects of a closed transaction never change), stamped with the generation of the
+    /// Encodes and writes the pages of a closed transaction (no lock needed: they are
+    /// copies), stamped with the generation of the
     /// commit that writes them (a page retried after a failed commit belongs to the next).
     func write(_ writes: [PageWrite], generation: UInt64) throws {
         var buf = [UInt8](repeating: 0, count: Layout.blockSize)
@@ -128,7 +174,7 @@ final class RefcountTable {
                 b.put(Self.pageMagic, at: 0)
                 b.put(UInt32(w.index), at: 4)
                 b.put(generation, at: 8)
-                w.page.counts.withUnsafeBytes { c in
+                w.counts.withUnsafeBytes { c in
                     (b.baseAddress! + Self.headerSize).copyMemory(from: c.baseAddress!, byteCount: c.count)
                 }
                 b.put(crc32c(UnsafeRawBufferPointer(b)), at: 16)
@@ -201,7 +247,8 @@ final class RefcountTable {
         stale = []
         self.count = max(count, 1)
         let pageCount = (Int(self.count) + Self.perPage - 1) / Self.perPage
-        pages = []; slot = []
+        counts = []; pageGen = []; slot = []
+        counts.reserveCapacity(pageCount * Self.perPage)
         var buf = [UInt8](repeating: 0, count: 2 * Layout.blockSize)
         for p in 0..<pageCount {
             let n = try buf.withUnsafeMutableBytes { try file.read(into: $0, at: UInt64(p * 2 * Layout.blockSize)) }
@@ -224,19 +271,16 @@ final class RefcountTable {
             guard let (s, g) = best else {
                 throw StoreError.corrupt("\(name) refcount page \(p): no valid copy")
             }
-            var counts = [UInt32](repeating: 0, count: Self.perPage)
             buf.withUnsafeBytes { b in
-                counts.withUnsafeMutableBytes { c in
-                    c.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[(Int(s) * Layout.blockSize + Self.headerSize)..<(Int(s) * Layout.blockSize + Self.headerSize + c.count)]))
-                }
+                let base = Int(s) * Layout.blockSize + Self.headerSize
+                for k in 0..<Self.perPage { counts.append(b.get(UInt32.self, at: base + 4 * k)) }
             }
-            for k in 0..<counts.count { counts[k] = UInt32(littleEndian: counts[k]) }
-            pages.append(Page(gen: g, counts: counts))
+            pageGen.append(g)
             slot.append(s)
         }
         free = []
         var i = self.count
         while i > 1 { i -= 1; if value(i) == 0 { free.append(i) } }   // pops lowest first
-        pending = []; dirtyPages = []; born = []
+        pending = []; dirtyPages = []; bornBits = []; bornList = []
     }
 }

@@ -19,6 +19,10 @@ struct MapTree {
         Int((index >> UInt64(Layout.fanoutBits * (level - 1))) & UInt64(Layout.fanout - 1))
     }
 
+    /// The last index held by the leaf that holds `index`.
+    @inline(__always)
+    static func lastIndexOfLeaf(_ index: UInt64) -> UInt64 { index | UInt64(Layout.fanout - 1) }
+
     func lookup(_ root: MapRoot, _ index: UInt64) throws -> Entry? {
         guard root.ptr != 0, index < Self.capacity(height: root.height) else { return nil }
         var node = try meta.node(root.ptr, crc: root.crc)
@@ -30,6 +34,27 @@ struct MapTree {
             node = try meta.node(node.ptr[s], crc: node.crc[s])
             level -= 1
         }
+    }
+
+    /// The entries for indices first..<first+count, which must lie in one leaf: one walk
+    /// down the tree instead of one per index (the read path of small chunks).
+    func lookupLeafRange(_ root: MapRoot, first: UInt64, count: Int) throws -> [Entry?] {
+        var out = [Entry?](repeating: nil, count: count)
+        guard root.ptr != 0, first < Self.capacity(height: root.height) else { return out }
+        var node = try meta.node(root.ptr, crc: root.crc)
+        var level = root.height
+        while level > 1 {
+            let s = Self.slot(first, level: level)
+            if node.ptr[s] == 0 { return out }
+            node = try meta.node(node.ptr[s], crc: node.crc[s])
+            level -= 1
+        }
+        let s0 = Self.slot(first, level: 1)
+        precondition(s0 + count <= Layout.fanout, "lookupLeafRange crosses a leaf")
+        for k in 0..<count where node.ptr[s0 + k] != 0 {
+            out[k] = Entry(ptr: node.ptr[s0 + k], crc: node.crc[s0 + k])
+        }
+        return out
     }
 
     /// A node of the open transaction that only `parent` references, in place of the one
@@ -167,14 +192,18 @@ struct MapTree {
 
     /// Computes the checksums of the open transaction's nodes below (and of) the node
     /// at ptr, bottom up, so parents record their children's final checksums. Returns
-    /// the node's checksum. `encoded` collects each finished node's bytes once.
-    func finalize(_ ptr: UInt64, crc: UInt32, level: Int, encoded: inout [UInt64: (bytes: [UInt8], crc: UInt32)]) -> UInt32 {
+    /// the node's checksum. `encoded` collects each finished node's bytes once; `leaf`
+    /// sees each changed leaf once.
+    func finalize(_ ptr: UInt64, crc: UInt32, level: Int, encoded: inout [UInt64: (bytes: [UInt8], crc: UInt32)],
+                  leaf: (Node) -> Void = { _ in }) -> UInt32 {
         if let done = encoded[ptr] { return done.crc }
         guard meta.isDirty(ptr), let n = try? meta.node(ptr, crc: crc) else { return crc }
         if level > 1 {
             for i in 0..<Layout.fanout where n.ptr[i] != 0 && meta.isDirty(n.ptr[i]) {
-                n.crc[i] = finalize(n.ptr[i], crc: n.crc[i], level: level - 1, encoded: &encoded)
+                n.crc[i] = finalize(n.ptr[i], crc: n.crc[i], level: level - 1, encoded: &encoded, leaf: leaf)
             }
+        } else {
+            leaf(n)
         }
         var bytes = [UInt8](repeating: 0, count: Layout.blockSize)
         bytes.withUnsafeMutableBytes { n.encode(into: $0) }
