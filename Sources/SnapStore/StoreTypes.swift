@@ -105,7 +105,7 @@ public struct PoolStats: Sendable, Equatable {
 
 public struct PoolOptions: Sendable {
     /// Chunk size for a new pool (power of two, 4 KiB ... 1 MiB); ignored for an existing pool.
-    public var chunkSize: Int = 64 * 1024
+    public var chunkSize: Int = 16 * 1024
     /// Open without taking the daemon lock and without writing anything (checker).
     public var readOnly: Bool = false
     /// Bound on cached clean metadata blocks.

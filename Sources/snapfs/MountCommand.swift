@@ -16,7 +16,7 @@ struct MountCommand: ParsableCommand {
     @Argument(help: "Where to mount the tree (created if missing).")
     var mountpoint = SnapfsCommand.defaultMountpoint
 
-    @Option(help: "Chunk size of a new pool: a power of two from 4K to 1M (e.g. 64K). Ignored for an existing pool.")
+    @Option(help: "Chunk size of a new pool: a power of two from 4K to 1M (default 16K). Ignored for an existing pool.")
     var chunkSize: String?
 
     @Option(help: "FUSE worker threads (parallel I/O; default: two per CPU, 2 to 16).")

@@ -41,11 +41,17 @@ final class PoolModelTests: XCTestCase {
         }
 
         func bytes(_ off: UInt64, _ len: Int) -> [UInt8] {
-            var out = [UInt8](repeating: 0, count: len)
-            for i in 0..<len {
+            let n = off >= size ? 0 : Int(min(UInt64(len), size - off))
+            var out = [UInt8](repeating: 0, count: n)
+            var i = 0
+            while i < n {   // a page at a time
                 let pos = off + UInt64(i)
-                if pos >= size { return Array(out[0..<i]) }
-                if let page = pages[pos / 4096] { out[i] = page[Int(pos % 4096)] }
+                let inPage = Int(pos % 4096)
+                let k = min(4096 - inPage, n - i)
+                if let page = pages[pos / 4096] {
+                    for j in 0..<k { out[i + j] = page[inPage + j] }
+                }
+                i += k
             }
             return out
         }
@@ -90,6 +96,12 @@ final class PoolModelTests: XCTestCase {
                 let got = try readAll(pool, id, off, 5000)
                 XCTAssertEqual(got, m.bytes(off, 5000), "\(name) at \(off)", file: file, line: line)
             }
+            // One large read: runs of adjacent chunks, holes between them, several leaves.
+            if m.size > 0 {
+                let off = UInt64.random(in: 0..<min(m.size, 6 << 20), using: &rng)
+                let got = try readAll(pool, id, off, 3 << 20)
+                XCTAssertTrue(got == m.bytes(off, 3 << 20), "\(name): 3 MiB at \(off)", file: file, line: line)
+            }
         }
         for (name, m) in disks { let d = pool.disk(named: name)!; try compare(d.id, name, m, size: d.size) }
         for (name, m) in snaps { let s = pool.snapshot(named: name)!; try compare(s.id, name, m, size: s.size) }
@@ -120,8 +132,16 @@ final class PoolModelTests: XCTestCase {
                 // Mostly near the start, sometimes far out (taller trees).
                 let far = Int.random(in: 0..<20, using: &rng) == 0
                 let off = far ? UInt64.random(in: 0..<(1 << 30), using: &rng) : UInt64.random(in: 0..<(6 << 20), using: &rng)
-                let len = Int.random(in: 1...12_000, using: &rng)
-                let bytes = (0..<len).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                // Now and then a large write: many chunks, runs of adjacent ones, across leaves.
+                let large = Int.random(in: 0..<30, using: &rng) == 0
+                let len = large ? Int.random(in: 1...(2_600_000), using: &rng) : Int.random(in: 1...12_000, using: &rng)
+                let bytes: [UInt8]
+                if large {
+                    let k = UInt8.random(in: 1...255, using: &rng)
+                    bytes = (0..<len).map { UInt8(truncatingIfNeeded: $0 / 7) &* k &+ UInt8(truncatingIfNeeded: $0) }
+                } else {
+                    bytes = (0..<len).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                }
                 try bytes.withUnsafeBytes { try pool.write(disk: d.id, offset: off, data: $0) }
                 disks[dname]!.write(off, bytes)
             case 60..<67:
