@@ -6,6 +6,10 @@ int snap_punch_hole(int fd, int64_t off, int64_t len) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
 }
 
+int snap_preallocate(int fd, int64_t off, int64_t len) {
+    return fallocate(fd, 0, (off_t)off, (off_t)len);
+}
+
 int snap_open_direct_dsync(const char *path) {
     return open(path, O_RDWR | O_CLOEXEC | O_DIRECT | O_DSYNC);
 }

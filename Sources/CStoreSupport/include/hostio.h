@@ -6,6 +6,10 @@
 /// module does not export fallocate. Returns 0 or -1 with errno set.
 int snap_punch_hole(int fd, int64_t off, int64_t len);
 
+/// fallocate(fd, 0, off, len): allocates host blocks (unwritten extents), growing the
+/// file's size to off + len if it was smaller. Returns 0 or -1 with errno set.
+int snap_preallocate(int fd, int64_t off, int64_t len);
+
 /// open(path, O_RDWR|O_CLOEXEC|O_DIRECT|O_DSYNC): O_DIRECT needs _GNU_SOURCE, which
 /// the Swift Glibc module does not define. Returns the fd or -1 with errno set.
 int snap_open_direct_dsync(const char *path);

@@ -16,6 +16,10 @@ public protocol StorageFile: AnyObject, Sendable {
     func writeDurably(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws
     /// Deallocates the range (reads as zeros afterwards).
     func punchHole(at offset: UInt64, length: UInt64) throws
+    /// Allocates host blocks for the range, growing the file to its end if shorter; the
+    /// bytes read as zeros (writes into allocated blocks skip the host filesystem's block
+    /// allocation, and writes within the file's size skip updating it).
+    func preallocate(at offset: UInt64, length: UInt64) throws
     func truncate(to size: UInt64) throws
     func size() throws -> UInt64
     /// Bytes the host has allocated for this file.
@@ -23,6 +27,8 @@ public protocol StorageFile: AnyObject, Sendable {
 }
 
 extension StorageFile {
+    public func preallocate(at offset: UInt64, length: UInt64) throws {}
+
     public func writeDurably(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try write(bytes, at: offset)
         try sync()
@@ -119,6 +125,12 @@ public final class PosixFile: StorageFile {
     public func punchHole(at offset: UInt64, length: UInt64) throws {
         if snap_punch_hole(fd, Int64(offset), Int64(length)) != 0 {
             throw StoreError.io(errno: errno, "punch hole in \(path)")
+        }
+    }
+
+    public func preallocate(at offset: UInt64, length: UInt64) throws {
+        if snap_preallocate(fd, Int64(offset), Int64(length)) != 0 {
+            throw StoreError.io(errno: errno, "preallocate in \(path)")
         }
     }
 

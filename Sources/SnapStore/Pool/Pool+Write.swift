@@ -85,6 +85,7 @@ extension Pool {
             dirtyObjects.insert(o.id)
             var targets = dataRefs.allocate(count: fresh).makeIterator()
             for k in pieces.indices where !pieces[k].inPlace { pieces[k].target = targets.next()! }
+            preallocateAheadIfNeeded()
             return leaf
         }
     }

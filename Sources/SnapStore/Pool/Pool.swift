@@ -45,6 +45,8 @@ public final class Pool: @unchecked Sendable {
     var closed = false
     var reusePins = 0
     var hostFreeEstimate: UInt64 = 0
+    var preallocation = Preallocation()
+    let preallocationQueue = DispatchQueue(label: "snapfs.preallocate")
     var hostFreeCheckedAt: UInt64 = 0
     var deferredMetaFree: [UInt64] = []
     var deferredDataFree: [UInt64] = []
@@ -248,6 +250,7 @@ public final class Pool: @unchecked Sendable {
             // blocks then shows up as damage, not as a commit cut short by a crash.
             try commitNow()
             punchIdleChunks(olderThan: 0)
+            releasePreallocation()
         }
         lock.withLock {
             if lockFd >= 0 { Glibc.close(lockFd) }
@@ -295,7 +298,7 @@ public final class Pool: @unchecked Sendable {
         let now = DispatchTime.now().uptimeNanoseconds
         if now - hostFreeCheckedAt > 50_000_000 || hostFreeEstimate < commitReserve + UInt64(chunkSize) * 64 {
             var vfs = statvfs()
-            if statvfs(directory, &vfs) == 0 { hostFreeEstimate = UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) }
+            if statvfs(directory, &vfs) == 0 { hostFreeEstimate = UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) + preallocatedSpare }
             hostFreeCheckedAt = now
         }
         guard hostFreeEstimate >= commitReserve + UInt64(chunkSize) else {

@@ -1,0 +1,68 @@
+import Foundation
+
+/// The data file is kept allocated on the host a little ahead of its high-water mark.
+/// After a snapshot every write goes to a new chunk, and on ext4 a buffered write that
+/// must allocate host blocks runs at a third of the speed of one into blocks allocated
+/// with fallocate within the file's size (BENCHMARKS.md; fallocate with KEEP_SIZE past
+/// the end is no faster than nothing). So the file grows ahead of the high-water mark: a
+/// background queue extends it, no write waits for it, and opening or closing the pool
+/// truncates the file back to the committed high-water mark (the tail holds no data).
+extension Pool {
+    struct Preallocation {
+        var enabled = true
+        /// An extension is under way.
+        var running = false
+        /// Host blocks are allocated up to here (bytes of the data file).
+        var end: UInt64 = 0
+        /// After a failure (host full), not before this uptime.
+        var retryAfter: UInt64 = 0
+    }
+
+    /// How far ahead of the high-water mark: half the data file, from 64 MiB to 1 GiB.
+    private func preallocationMargin(highWater: UInt64) -> UInt64 {
+        min(max(highWater / 2, 64 << 20), 1 << 30)
+    }
+
+    /// Host bytes already allocated past the high-water mark: free space the pool holds.
+    /// The caller holds `lock`.
+    var preallocatedSpare: UInt64 {
+        let high = dataRefs.count * UInt64(chunkSize)
+        return preallocation.end > high ? preallocation.end - high : 0
+    }
+
+    /// Starts an extension when the high-water mark came within half the margin of the
+    /// allocated end. The caller holds `lock`.
+    func preallocateAheadIfNeeded() {
+        guard preallocation.enabled, !preallocation.running else { return }
+        let high = dataRefs.count * UInt64(chunkSize)
+        let margin = preallocationMargin(highWater: high)
+        guard preallocation.end < high + margin / 2 else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard now >= preallocation.retryAfter else { return }
+        let from = max(preallocation.end, high)
+        let to = high + margin
+        preallocation.running = true
+        preallocationQueue.async { [self] in
+            let ok = (try? dataFile.preallocate(at: from, length: to - from)) != nil
+            lock.withLock {
+                preallocation.running = false
+                if ok {
+                    preallocation.end = max(preallocation.end, to)
+                } else {
+                    preallocation.retryAfter = DispatchTime.now().uptimeNanoseconds + 10_000_000_000
+                }
+            }
+        }
+    }
+
+    /// At close, after the last commit: waits for a running extension and gives back the
+    /// blocks past the high-water mark.
+    func releasePreallocation() {
+        preallocationQueue.sync {}
+        let (high, end) = lock.withLock { () -> (UInt64, UInt64) in
+            preallocation.enabled = false
+            return (dataRefs.count * UInt64(chunkSize), preallocation.end)
+        }
+        if end > high { try? dataFile.truncate(to: high) }
+    }
+}
