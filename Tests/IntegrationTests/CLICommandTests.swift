@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SnapStore
 import TestSupport
 import XCTest
 
@@ -22,7 +23,8 @@ final class CLICommandTests: CLITestCase {
         let fd = try Sys.open(m.image(disk: "vm1"), O_RDWR)
         try Sys.pwrite(fd, Bytes.random(200_000), 0)
         XCTAssertEqual(try disk("vm1")?["Status"] as? String, "in_use")
-        XCTAssertEqual(try disk("vm1")?["AllocatedBytes"] as? Int, 4 * 65536)
+        let chunk = PoolOptions().chunkSize
+        XCTAssertEqual(try disk("vm1")?["AllocatedBytes"] as? Int, (200_000 + chunk - 1) / chunk * chunk)
         try Sys.close(fd)
         XCTAssertTrue(eventually(2) { (try? self.disk("vm1")?["Status"] as? String) == "available" })
 
@@ -122,16 +124,17 @@ final class CLICommandTests: CLITestCase {
 
         let stats = try json(["pool", "stats"])
         XCTAssertEqual(Set(stats.keys), SpecKeys.stats)
-        XCTAssertEqual(stats["ChunkSize"] as? Int, 65536)
+        XCTAssertEqual(stats["ChunkSize"] as? Int, PoolOptions().chunkSize)
         XCTAssertEqual(stats["Disks"] as? Int, 2)
         XCTAssertEqual(stats["Snapshots"] as? Int, 1)
         XCTAssertEqual(stats["LogicalBytes"] as? Int, 3 << 20)
         let used = try XCTUnwrap(stats["UsedBytes"] as? Int), capacity = try XCTUnwrap(stats["CapacityBytes"] as? Int)
         XCTAssertGreaterThan(used, 1 << 20)
         XCTAssertGreaterThan(capacity, used)
-        // 1 MiB stored once plus one copied chunk, referenced three times: sharing ~2.8x.
+        // 1 MiB stored once plus one copied chunk, referenced three times (2.82x at 64 KiB).
         let table = ok(["pool", "stats"]).stdout
-        XCTAssertTrue(table.contains("sharing") && table.contains("2.82x"), table)
+        let sharing = String(format: "%.2fx", 3.0 * Double(1 << 20) / Double((1 << 20) + PoolOptions().chunkSize))
+        XCTAssertTrue(table.contains("sharing") && table.contains(sharing), table)
 
         // Offline: pool stats still works (read-only), other commands say "not mounted".
         try m.unmount()

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SnapStore
 import TestSupport
 import XCTest
 
@@ -49,7 +50,7 @@ final class CLIRollbackDiffTests: CLITestCase {
     }
 
     /// Chunk-aligned, sorted, coalesced ranges covering `writes` (offset, length).
-    private func expectedRanges(_ writes: [(Int, Int)], chunk: Int = 65536) -> [[Int]] {
+    private func expectedRanges(_ writes: [(Int, Int)], chunk: Int = PoolOptions().chunkSize) -> [[Int]] {
         var chunks = Set<Int>()
         for (o, l) in writes { for c in (o / chunk)...((o + l - 1) / chunk) { chunks.insert(c) } }
         var out: [[Int]] = []
@@ -63,7 +64,7 @@ final class CLIRollbackDiffTests: CLITestCase {
     private func diffRanges(_ args: [String]) throws -> [[Int]] {
         let d = try json(["snapshot", "diff"] + args)
         XCTAssertEqual(Set(d.keys), SpecKeys.diff)
-        XCTAssertEqual(d["ChunkSize"] as? Int, 65536)
+        XCTAssertEqual(d["ChunkSize"] as? Int, PoolOptions().chunkSize)
         let ranges = try XCTUnwrap(d["ChangedRanges"] as? [[String: Any]])
         for r in ranges { XCTAssertEqual(Set(r.keys), SpecKeys.range) }
         return ranges.map { [$0["Offset"] as! Int, $0["Length"] as! Int] }

@@ -42,12 +42,17 @@ extension Pool {
         let from = max(preallocation.end, high)
         let to = high + margin
         preallocation.running = true
+        let keep = commitReserve + (256 << 20)
         preallocationQueue.async { [self] in
-            let ok = (try? dataFile.preallocate(at: from, length: to - from)) != nil
+            // Never into the space the next commit needs, nor the host's last few hundred MiB.
+            var vfs = statvfs()
+            let free = statvfs(directory, &vfs) == 0 ? UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) : 0
+            let length = min(to - from, free > keep ? free - keep : 0)
+            let ok = length >= UInt64(chunkSize) && (try? dataFile.preallocate(at: from, length: length)) != nil
             lock.withLock {
                 preallocation.running = false
                 if ok {
-                    preallocation.end = max(preallocation.end, to)
+                    preallocation.end = max(preallocation.end, from + length)
                 } else {
                     preallocation.retryAfter = DispatchTime.now().uptimeNanoseconds + 10_000_000_000
                 }

@@ -77,11 +77,11 @@ extension Pool {
                     pieces[k].target = old.ptr
                     pieces[k].inPlace = true
                 } else {
-                    try reserveSpaceForChunk()
                     fresh += 1
                 }
             }
             guard fresh > 0 else { return leaf }
+            try reserveSpace(forChunks: fresh)
             dirtyObjects.insert(o.id)
             var targets = dataRefs.allocate(count: fresh).makeIterator()
             for k in pieces.indices where !pieces[k].inPlace { pieces[k].target = targets.next()! }

@@ -292,19 +292,24 @@ public final class Pool: @unchecked Sendable {
     /// two blocks per dirty node (the node and its record/page churn).
     var commitReserve: UInt64 { 8 << 20 + UInt64(meta.dirtyCount + 256) * UInt64(Layout.blockSize) * 2 }
 
-    /// Refuses a new chunk when the host could not also hold the next commit, so a full
-    /// pool fails writes with ENOSPC but still commits what it acknowledged. Caller holds `lock`.
-    func reserveSpaceForChunk() throws {
+    /// Refuses `count` new chunks when the host could not also hold the next commit, so a
+    /// full pool fails writes with ENOSPC but still commits what it acknowledged. Chunks
+    /// that will come from the data file's allocated tail (no free chunk to reuse) need no
+    /// host space; the commit's metadata always does. Caller holds `lock`.
+    func reserveSpace(forChunks count: Int) throws {
+        let cs = UInt64(chunkSize)
+        let fromTail = dataRefs.freeCount == 0 ? min(UInt64(count), preallocatedSpare / cs) : 0
+        let needed = (UInt64(count) - fromTail) * cs
         let now = DispatchTime.now().uptimeNanoseconds
-        if now - hostFreeCheckedAt > 50_000_000 || hostFreeEstimate < commitReserve + UInt64(chunkSize) * 64 {
+        if now - hostFreeCheckedAt > 50_000_000 || hostFreeEstimate < commitReserve + needed + cs * 64 {
             var vfs = statvfs()
-            if statvfs(directory, &vfs) == 0 { hostFreeEstimate = UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) + preallocatedSpare }
+            if statvfs(directory, &vfs) == 0 { hostFreeEstimate = UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) }
             hostFreeCheckedAt = now
         }
-        guard hostFreeEstimate >= commitReserve + UInt64(chunkSize) else {
+        guard hostFreeEstimate >= commitReserve + needed else {
             throw StoreError.noSpace("pool \(directory) is full")
         }
-        hostFreeEstimate -= UInt64(chunkSize)
+        hostFreeEstimate -= needed
     }
 
     /// Something to commit: every change to a map, record or count dirties a refcount page.
@@ -347,14 +352,17 @@ public final class Pool: @unchecked Sendable {
     }
 
     public func stats() -> PoolStats {
-        let (disks, snaps, logical, inUse) = lock.withLock { () -> (Int, Int, UInt64, UInt64) in
+        let (disks, snaps, logical, inUse, spare) = lock.withLock { () -> (Int, Int, UInt64, UInt64, UInt64) in
             let d = objects.values.filter { $0.kind == .disk }
-            return (d.count, objects.count - d.count, d.reduce(0) { $0 + $1.size }, dataRefs.inUse)
+            return (d.count, objects.count - d.count, d.reduce(0) { $0 + $1.size }, dataRefs.inUse, preallocatedSpare)
         }
         var used: UInt64 = 0
         for f in [sbFile, metaFile, dataFile, metaRefs.file, dataRefs.file, journalFile].compactMap({ $0 }) { used += f.allocatedBytes() }
+        // The data file's tail allocated ahead holds no data: it is room for new chunks.
+        let tail = min(spare, used)
+        used -= tail
         var vfs = statvfs()
-        let avail: UInt64 = statvfs(directory, &vfs) == 0 ? UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) : 0
+        let avail: UInt64 = (statvfs(directory, &vfs) == 0 ? UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) : 0) + tail
         return PoolStats(chunkSize: chunkSize, usedBytes: used, availableBytes: avail, logicalBytes: logical,
                          disks: disks, snapshots: snaps, dataChunksInUse: inUse)
     }
