@@ -182,11 +182,17 @@ final class SpaceReturnTests: XCTestCase {
         try pool.punchHole(disk: d.id, offset: 0, length: 4 << 20)
         try pool.sync()
         XCTAssertGreaterThanOrEqual(pool.dataFile.allocatedBytes(), full, "freed chunks are kept a while for cheap reuse")
+        let before = pool.stats()
         pool.punchIdleChunks(olderThan: 0)
+        XCTAssertGreaterThanOrEqual(pool.dataFile.allocatedBytes(), full, "a reserve within the allocation margin stays allocated")
+        let kept = pool.stats()
+        XCTAssertEqual(kept.usedBytes, before.usedBytes, "kept chunks are not counted as used")
+        XCTAssertLessThanOrEqual(kept.usedBytes + (4 << 20), full + (1 << 20), "the 4 MiB freed counts as available")
+        pool.punchIdleChunks(olderThan: 0, keepReserve: false)
         XCTAssertLessThanOrEqual(pool.dataFile.allocatedBytes(), full - (4 << 20) + 65536, "punched chunks are returned")
         try pool.deleteDisk(name: "d")
         try pool.sync()
-        pool.punchIdleChunks(olderThan: 0)
+        pool.punchIdleChunks(olderThan: 0, keepReserve: false)
         // Past the high-water mark the file stays allocated ahead (PreallocationTests) while mounted.
         pool.preallocationQueue.sync {}   // an extension under way finishes first
         let tail = pool.lock.withLock { pool.preallocatedSpare }

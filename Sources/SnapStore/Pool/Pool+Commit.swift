@@ -109,13 +109,18 @@ extension Pool {
         }
     }
 
-    /// Freed chunks stay allocated on the host for a while, for cheap reuse; those unused
-    /// after `punchDelay` are punched, so `df` shows freed space within seconds.
-    func punchIdleChunks(olderThan delay: TimeInterval = Pool.punchDelay) {
+    /// Freed chunks stay allocated on the host for cheap reuse (a write into a hole waits
+    /// for the host's block allocation: BENCHMARKS.md). Those unused after `punchDelay`
+    /// are punched, except a reserve that with the allocated tail stays within the
+    /// allocation margin (`keepReserve`; none at close). `df` counts both as available.
+    func punchIdleChunks(olderThan delay: TimeInterval = Pool.punchDelay, keepReserve: Bool = true) {
         let now = DispatchTime.now().uptimeNanoseconds
         let cutoff = now > UInt64(delay * 1e9) ? now - UInt64(delay * 1e9) : 0
         while true {
-            let batch = lock.withLock { dataRefs.takeRecycled(freedBefore: cutoff, max: 4096) }
+            let batch = lock.withLock { () -> [UInt64] in
+                let keep = keepReserve ? Int(idleReserveBytes / UInt64(chunkSize)) : 0
+                return dataRefs.takeRecycled(freedBefore: cutoff, max: 4096, keeping: keep)
+            }
             if batch.isEmpty { return }
             punch(batch)
             lock.withLock { dataRefs.returnPunched(batch) }

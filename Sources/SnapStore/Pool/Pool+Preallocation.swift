@@ -19,8 +19,21 @@ extension Pool {
     }
 
     /// How far ahead of the high-water mark: half the data file, from 64 MiB to 1 GiB.
-    private func preallocationMargin(highWater: UInt64) -> UInt64 {
+    func preallocationMargin(highWater: UInt64) -> UInt64 {
         min(max(highWater / 2, 64 << 20), 1 << 30)
+    }
+
+    /// Freed chunks kept allocated (not punched) besides the tail: together within the
+    /// margin. The caller holds `lock`.
+    var idleReserveBytes: UInt64 {
+        let margin = preallocationMargin(highWater: dataRefs.count * UInt64(chunkSize))
+        return margin > preallocatedSpare ? margin - preallocatedSpare : 0
+    }
+
+    /// Host bytes the pool holds with no data in them: the allocated tail and the freed
+    /// chunks not punched yet. Room for new chunks, counted as available. Caller holds `lock`.
+    var allocatedIdleBytes: UInt64 {
+        preallocatedSpare + UInt64(dataRefs.recycledCount) * UInt64(chunkSize)
     }
 
     /// Host bytes already allocated past the high-water mark: free space the pool holds.

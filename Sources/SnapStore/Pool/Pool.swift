@@ -249,7 +249,7 @@ public final class Pool: @unchecked Sendable {
             // An empty commit on top confirms the last real one: a later bit flip in its
             // blocks then shows up as damage, not as a commit cut short by a crash.
             try commitNow()
-            punchIdleChunks(olderThan: 0)
+            punchIdleChunks(olderThan: 0, keepReserve: false)
             releasePreallocation()
         }
         lock.withLock {
@@ -294,12 +294,15 @@ public final class Pool: @unchecked Sendable {
 
     /// Refuses `count` new chunks when the host could not also hold the next commit, so a
     /// full pool fails writes with ENOSPC but still commits what it acknowledged. Chunks
-    /// that will come from the data file's allocated tail (no free chunk to reuse) need no
+    /// reused while still allocated, or taken from the data file's allocated tail, need no
     /// host space; the commit's metadata always does. Caller holds `lock`.
     func reserveSpace(forChunks count: Int) throws {
-        let cs = UInt64(chunkSize)
-        let fromTail = dataRefs.freeCount == 0 ? min(UInt64(count), preallocatedSpare / cs) : 0
-        let needed = (UInt64(count) - fromTail) * cs
+        // Allocation order: freed chunks still allocated, then holes, then past the end.
+        let cs = UInt64(chunkSize), n = UInt64(count)
+        let recycled = min(n, UInt64(dataRefs.recycledCount))
+        let holes = min(n - recycled, UInt64(dataRefs.holeCount))
+        let beyond = n - recycled - holes
+        let needed = (holes + beyond - min(beyond, preallocatedSpare / cs)) * cs
         let now = DispatchTime.now().uptimeNanoseconds
         if now - hostFreeCheckedAt > 50_000_000 || hostFreeEstimate < commitReserve + needed + cs * 64 {
             var vfs = statvfs()
@@ -354,11 +357,11 @@ public final class Pool: @unchecked Sendable {
     public func stats() -> PoolStats {
         let (disks, snaps, logical, inUse, spare) = lock.withLock { () -> (Int, Int, UInt64, UInt64, UInt64) in
             let d = objects.values.filter { $0.kind == .disk }
-            return (d.count, objects.count - d.count, d.reduce(0) { $0 + $1.size }, dataRefs.inUse, preallocatedSpare)
+            return (d.count, objects.count - d.count, d.reduce(0) { $0 + $1.size }, dataRefs.inUse, allocatedIdleBytes)
         }
         var used: UInt64 = 0
         for f in [sbFile, metaFile, dataFile, metaRefs.file, dataRefs.file, journalFile].compactMap({ $0 }) { used += f.allocatedBytes() }
-        // The data file's tail allocated ahead holds no data: it is room for new chunks.
+        // Allocated chunks with no data (the tail, freed ones not punched) are room for new ones.
         let tail = min(spare, used)
         used -= tail
         var vfs = statvfs()

@@ -52,6 +52,10 @@ final class RefcountTable {
 
     var inUse: UInt64 { count - 1 - UInt64(free.count + recycled.count + pending.count) }
     var freeCount: Int { free.count + recycled.count }
+    /// Free entries still allocated on the host (handed out first).
+    var recycledCount: Int { recycled.count }
+    /// Free entries that are holes on the host (handed out after the recycled ones).
+    var holeCount: Int { free.count }
 
     func value(_ i: UInt64) -> UInt32 {
         Int(i) < counts.count ? counts[Int(i)] : 0
@@ -194,10 +198,11 @@ final class RefcountTable {
         }
     }
 
-    /// Takes recycled entries freed at or before `before` (oldest first), for punching.
-    func takeRecycled(freedBefore before: UInt64, max: Int) -> [UInt64] {
+    /// Takes recycled entries freed at or before `before` (oldest first), for punching,
+    /// leaving at least `keeping` of them.
+    func takeRecycled(freedBefore before: UInt64, max: Int, keeping: Int = 0) -> [UInt64] {
         var n = 0
-        while n < recycled.count, n < max, recycled[n].freedAt <= before { n += 1 }
+        while n < recycled.count - keeping, n < max, recycled[n].freedAt <= before { n += 1 }
         defer { recycled.removeFirst(n) }
         return recycled[0..<n].map(\.index)
     }
