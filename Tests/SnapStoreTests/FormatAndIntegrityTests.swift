@@ -166,6 +166,38 @@ final class PunchHoleTests: XCTestCase {
 }
 
 final class SpaceReturnTests: XCTestCase {
+    /// After a death, free chunks may or may not still be allocated on the host: none is
+    /// handed out or counted as held space until the background pass has punched it.
+    func testFreeChunksAfterADeathArePunchedBeforeReuse() throws {
+        let dir = NSTemporaryDirectory() + "snapfs-unsure-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var o = PoolOptions()
+        o.backgroundCommits = false
+        let pool = try Pool.open(directory: dir, options: o)
+        let d = try pool.createDisk(name: "d")
+        try [UInt8](repeating: 5, count: 8 << 20).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
+        try pool.sync()
+        try pool.punchHole(disk: d.id, offset: 0, length: 4 << 20)
+        try pool.sync()   // the 4 MiB of chunks are free but still allocated on the host
+        let freed = pool.lock.withLock { pool.dataRefs.recycledCount }
+        XCTAssertEqual(freed, (4 << 20) / o.chunkSize)
+        pool.abandon()
+
+        let again = try Pool.open(directory: dir, options: o)
+        let allocated = again.dataFile.allocatedBytes()
+        XCTAssertEqual(again.lock.withLock { again.dataRefs.unsure.count }, freed)
+        XCTAssertEqual(again.lock.withLock { again.dataRefs.recycledCount }, 0, "none counted as allocated")
+        again.punchIdleChunks()
+        XCTAssertEqual(again.lock.withLock { again.dataRefs.unsure.count }, 0)
+        XCTAssertEqual(again.lock.withLock { again.dataRefs.holeCount }, freed, "punched, then plain free")
+        XCTAssertLessThanOrEqual(again.dataFile.allocatedBytes(), allocated - (4 << 20) + 65536)
+        var buf = [UInt8](repeating: 0, count: 8 << 20)
+        _ = try buf.withUnsafeMutableBytes { try again.read(object: d.id, offset: 0, into: $0) }
+        XCTAssertTrue(buf[0..<(4 << 20)].allSatisfy { $0 == 0 } && buf[(4 << 20)...].allSatisfy { $0 == 5 })
+        XCTAssertTrue(again.check().isClean)
+        try again.close()
+    }
+
     /// Deleting the only holder of chunks gives their space back to the host at the next commit.
     func testDeleteAndPunchGiveSpaceBack() throws {
         let dir = NSTemporaryDirectory() + "snapfs-space-\(UUID().uuidString)"

@@ -114,6 +114,12 @@ extension Pool {
     /// are punched, except a reserve that with the allocated tail stays within the
     /// allocation margin (`keepReserve`; none at close). `df` counts both as available.
     func punchIdleChunks(olderThan delay: TimeInterval = Pool.punchDelay, keepReserve: Bool = true) {
+        while true {   // free at open, maybe allocated: punched before any reuse
+            let batch = lock.withLock { dataRefs.takeUnsure(max: 4096) }
+            if batch.isEmpty { break }
+            punch(batch)
+            lock.withLock { dataRefs.returnPunched(batch) }
+        }
         let now = DispatchTime.now().uptimeNanoseconds
         let cutoff = now > UInt64(delay * 1e9) ? now - UInt64(delay * 1e9) : 0
         while true {

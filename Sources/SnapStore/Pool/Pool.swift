@@ -131,7 +131,7 @@ public final class Pool: @unchecked Sendable {
                 try dataFile.truncate(to: sb.dataChunkCount * UInt64(sb.chunkSize))
                 try metaRefs.wipeStaleSlots()
                 try dataRefs.wipeStaleSlots()
-                dataRefs.recycleAllFree(now: DispatchTime.now().uptimeNanoseconds)
+                dataRefs.markFreeUnsure()
             }
             let (jf, capacity) = try Self.openJournal(provider, capacity: options.journalBytes, readOnly: ro)
             journalFile = jf

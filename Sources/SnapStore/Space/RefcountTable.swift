@@ -50,8 +50,8 @@ final class RefcountTable {
     /// Any count changed in the open transaction (frees included).
     var hasChanges: Bool { !dirtyPages.isEmpty }
 
-    var inUse: UInt64 { count - 1 - UInt64(free.count + recycled.count + pending.count) }
-    var freeCount: Int { free.count + recycled.count }
+    var inUse: UInt64 { count - 1 - UInt64(free.count + recycled.count + unsure.count + pending.count) }
+    var freeCount: Int { free.count + recycled.count + unsure.count }
     /// Free entries still allocated on the host (handed out first).
     var recycledCount: Int { recycled.count }
     /// Free entries that are holes on the host (handed out after the recycled ones).
@@ -207,11 +207,23 @@ final class RefcountTable {
         return recycled[0..<n].map(\.index)
     }
 
-    /// After a crash free chunks may still hold bytes on the host: treat them all as
-    /// recycled, so they are reused first and punched later if not.
-    func recycleAllFree(now: UInt64) {
-        recycled = free.reversed().map { ($0, now) }
+    /// Free at open, maybe still allocated on the host (after a crash nobody knows):
+    /// punched in the background, then plain free. Not handed out meanwhile, so
+    /// `recycled` only ever holds entries known to be allocated (the ENOSPC accounting
+    /// counts them as space the pool already has).
+    private(set) var unsure: [UInt64] = []
+
+    /// At open: every free entry is unsure until punched.
+    func markFreeUnsure() {
+        unsure = free
         free = []
+    }
+
+    /// Takes up to `max` unsure entries, for punching.
+    func takeUnsure(max: Int) -> [UInt64] {
+        let n = min(max, unsure.count)
+        defer { unsure.removeLast(n) }
+        return Array(unsure.suffix(n))
     }
 
     /// Punched entries become plain free ones.
@@ -286,6 +298,6 @@ final class RefcountTable {
         free = []
         var i = self.count
         while i > 1 { i -= 1; if value(i) == 0 { free.append(i) } }   // pops lowest first
-        pending = []; dirtyPages = []; bornBits = []; bornList = []
+        pending = []; dirtyPages = []; bornBits = []; bornList = []; unsure = []
     }
 }
