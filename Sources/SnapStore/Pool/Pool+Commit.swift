@@ -114,19 +114,21 @@ extension Pool {
     /// are punched, except a reserve that with the allocated tail stays within the
     /// allocation margin (`keepReserve`; none at close). `df` counts both as available.
     func punchIdleChunks(olderThan delay: TimeInterval = Pool.punchDelay, keepReserve: Bool = true) {
-        while true {   // free at open, maybe allocated: punched before any reuse
-            let batch = lock.withLock { dataRefs.takeUnsure(max: 4096) }
-            if batch.isEmpty { break }
-            punch(batch)
-            lock.withLock { dataRefs.returnPunched(batch) }
-        }
+        // Free at open, maybe allocated: punched before any reuse.
+        punchBatches { dataRefs.takeUnsure(max: 4096) }
         let now = DispatchTime.now().uptimeNanoseconds
         let cutoff = now > UInt64(delay * 1e9) ? now - UInt64(delay * 1e9) : 0
+        punchBatches {
+            let keep = keepReserve ? Int(idleReserveBytes / UInt64(chunkSize)) : 0
+            return dataRefs.takeRecycled(freedBefore: cutoff, max: 4096, keeping: keep)
+        }
+    }
+
+    /// Punches what `take` (called under the lock) hands out, until it hands out nothing;
+    /// the punched chunks become plain free ones.
+    private func punchBatches(_ take: () -> [UInt64]) {
         while true {
-            let batch = lock.withLock { () -> [UInt64] in
-                let keep = keepReserve ? Int(idleReserveBytes / UInt64(chunkSize)) : 0
-                return dataRefs.takeRecycled(freedBefore: cutoff, max: 4096, keeping: keep)
-            }
+            let batch = lock.withLock { take() }
             if batch.isEmpty { return }
             punch(batch)
             lock.withLock { dataRefs.returnPunched(batch) }

@@ -45,9 +45,9 @@ public final class Pool: @unchecked Sendable {
     var closed = false
     var reusePins = 0
     var hostFreeEstimate: UInt64 = 0
+    var hostFreeCheckedAt: UInt64 = 0
     var preallocation = Preallocation()
     let preallocationQueue = DispatchQueue(label: "snapfs.preallocate")
-    var hostFreeCheckedAt: UInt64 = 0
     var deferredMetaFree: [UInt64] = []
     var deferredDataFree: [UInt64] = []
 
@@ -355,17 +355,17 @@ public final class Pool: @unchecked Sendable {
     }
 
     public func stats() -> PoolStats {
-        let (disks, snaps, logical, inUse, spare) = lock.withLock { () -> (Int, Int, UInt64, UInt64, UInt64) in
+        let (disks, snaps, logical, inUse, idleBytes) = lock.withLock { () -> (Int, Int, UInt64, UInt64, UInt64) in
             let d = objects.values.filter { $0.kind == .disk }
             return (d.count, objects.count - d.count, d.reduce(0) { $0 + $1.size }, dataRefs.inUse, allocatedIdleBytes)
         }
         var used: UInt64 = 0
         for f in [sbFile, metaFile, dataFile, metaRefs.file, dataRefs.file, journalFile].compactMap({ $0 }) { used += f.allocatedBytes() }
         // Allocated chunks with no data (the tail, freed ones not punched) are room for new ones.
-        let tail = min(spare, used)
-        used -= tail
+        let idle = min(idleBytes, used)
+        used -= idle
         var vfs = statvfs()
-        let avail: UInt64 = (statvfs(directory, &vfs) == 0 ? UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) : 0) + tail
+        let avail: UInt64 = (statvfs(directory, &vfs) == 0 ? UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) : 0) + idle
         return PoolStats(chunkSize: chunkSize, usedBytes: used, availableBytes: avail, logicalBytes: logical,
                          disks: disks, snapshots: snaps, dataChunksInUse: inUse)
     }

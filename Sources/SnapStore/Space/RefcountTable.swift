@@ -97,13 +97,7 @@ final class RefcountTable {
     }
 
     /// A fresh entry with count 1.
-    func allocate() -> UInt64 {
-        let i: UInt64
-        if let r = recycled.popLast() { i = r.index } else if let f = free.popLast() { i = f } else { i = count; count += 1 }
-        set(i, 1)
-        markBorn(i)
-        return i
-    }
+    func allocate() -> UInt64 { allocate(count: 1)[0] }
 
     /// `n` fresh entries with count 1, in ascending order: entries freed together (a
     /// rewritten run) come back as a run, so the caller can write them with one `pwrite`.

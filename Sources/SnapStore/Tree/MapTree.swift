@@ -23,32 +23,31 @@ struct MapTree {
     @inline(__always)
     static func lastIndexOfLeaf(_ index: UInt64) -> UInt64 { index | UInt64(Layout.fanout - 1) }
 
-    func lookup(_ root: MapRoot, _ index: UInt64) throws -> Entry? {
+    /// The leaf holding `index`, or nil where the map has none (a hole).
+    private func leaf(_ root: MapRoot, _ index: UInt64) throws -> Node? {
         guard root.ptr != 0, index < Self.capacity(height: root.height) else { return nil }
         var node = try meta.node(root.ptr, crc: root.crc)
         var level = root.height
-        while true {
+        while level > 1 {
             let s = Self.slot(index, level: level)
             if node.ptr[s] == 0 { return nil }
-            if level == 1 { return Entry(ptr: node.ptr[s], crc: node.crc[s]) }
             node = try meta.node(node.ptr[s], crc: node.crc[s])
             level -= 1
         }
+        return node
+    }
+
+    func lookup(_ root: MapRoot, _ index: UInt64) throws -> Entry? {
+        guard let node = try leaf(root, index) else { return nil }
+        let s = Self.slot(index, level: 1)
+        return node.ptr[s] == 0 ? nil : Entry(ptr: node.ptr[s], crc: node.crc[s])
     }
 
     /// The entries for indices first..<first+count, which must lie in one leaf: one walk
     /// down the tree instead of one per index (the read path of small chunks).
     func lookupLeafRange(_ root: MapRoot, first: UInt64, count: Int) throws -> [Entry?] {
         var out = [Entry?](repeating: nil, count: count)
-        guard root.ptr != 0, first < Self.capacity(height: root.height) else { return out }
-        var node = try meta.node(root.ptr, crc: root.crc)
-        var level = root.height
-        while level > 1 {
-            let s = Self.slot(first, level: level)
-            if node.ptr[s] == 0 { return out }
-            node = try meta.node(node.ptr[s], crc: node.crc[s])
-            level -= 1
-        }
+        guard let node = try leaf(root, first) else { return out }
         let s0 = Self.slot(first, level: 1)
         precondition(s0 + count <= Layout.fanout, "lookupLeafRange crosses a leaf")
         for k in 0..<count where node.ptr[s0 + k] != 0 {
