@@ -166,24 +166,32 @@ final class PunchHoleTests: XCTestCase {
 }
 
 final class SpaceReturnTests: XCTestCase {
+    var dir = ""
+    let options: PoolOptions = { var o = PoolOptions(); o.backgroundCommits = false; return o }()
+
+    override func setUp() { dir = NSTemporaryDirectory() + "snapfs-space-\(UUID().uuidString)" }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// A pool with disk "d" holding 8 MiB of `byte`, committed.
+    func poolWithEightMiB(of byte: UInt8) throws -> (Pool, DiskInfo) {
+        let pool = try Pool.open(directory: dir, options: options)
+        let d = try pool.createDisk(name: "d")
+        try [UInt8](repeating: byte, count: 8 << 20).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
+        try pool.sync()
+        return (pool, d)
+    }
+
     /// After a death, free chunks may or may not still be allocated on the host: none is
     /// handed out or counted as held space until the background pass has punched it.
     func testFreeChunksAfterADeathArePunchedBeforeReuse() throws {
-        let dir = NSTemporaryDirectory() + "snapfs-unsure-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var o = PoolOptions()
-        o.backgroundCommits = false
-        let pool = try Pool.open(directory: dir, options: o)
-        let d = try pool.createDisk(name: "d")
-        try [UInt8](repeating: 5, count: 8 << 20).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
-        try pool.sync()
+        let (pool, d) = try poolWithEightMiB(of: 5)
         try pool.punchHole(disk: d.id, offset: 0, length: 4 << 20)
         try pool.sync()   // the 4 MiB of chunks are free but still allocated on the host
         let freed = pool.lock.withLock { pool.dataRefs.recycledCount }
-        XCTAssertEqual(freed, (4 << 20) / o.chunkSize)
+        XCTAssertEqual(freed, (4 << 20) / options.chunkSize)
         pool.abandon()
 
-        let again = try Pool.open(directory: dir, options: o)
+        let again = try Pool.open(directory: dir, options: options)
         let allocated = again.dataFile.allocatedBytes()
         XCTAssertEqual(again.lock.withLock { again.dataRefs.unsure.count }, freed)
         XCTAssertEqual(again.lock.withLock { again.dataRefs.recycledCount }, 0, "none counted as allocated")
@@ -200,15 +208,7 @@ final class SpaceReturnTests: XCTestCase {
 
     /// Deleting the only holder of chunks gives their space back to the host at the next commit.
     func testDeleteAndPunchGiveSpaceBack() throws {
-        let dir = NSTemporaryDirectory() + "snapfs-space-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var o = PoolOptions()
-        o.backgroundCommits = false
-        let pool = try Pool.open(directory: dir, options: o)
-        let d = try pool.createDisk(name: "d")
-        let data = [UInt8](repeating: 3, count: 8 << 20)
-        try data.withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
-        try pool.sync()
+        let (pool, d) = try poolWithEightMiB(of: 3)
         let full = pool.dataFile.allocatedBytes()
         XCTAssertGreaterThanOrEqual(full, 8 << 20)
         try pool.punchHole(disk: d.id, offset: 0, length: 4 << 20)
