@@ -206,6 +206,34 @@ final class SpaceReturnTests: XCTestCase {
         try again.close()
     }
 
+    /// Chunks freed in random order (random rewrites) come back to a later multi-chunk
+    /// write as one ascending run: one `pwrite` and sequential writeback, instead of a
+    /// layout that stays scattered for every later sequential rewrite.
+    func testChunksFreedInRandomOrderComeBackAsRuns() throws {
+        let (pool, d) = try poolWithEightMiB(of: 1)
+        let cs = options.chunkSize
+        var rng = SystemRandomNumberGenerator()
+        for chunk in (0..<((8 << 20) / cs)).shuffled(using: &rng) {   // each moves to a new chunk
+            try [UInt8](repeating: 2, count: 4096).withUnsafeBytes { try pool.write(disk: d.id, offset: UInt64(chunk * cs), data: $0) }
+        }
+        try pool.sync()   // the first 8 MiB of chunks are free now, freed in random order
+        XCTAssertEqual(pool.lock.withLock { pool.dataRefs.recycledCount }, (8 << 20) / cs)
+        try [UInt8](repeating: 3, count: 1 << 20).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
+        let targets = try pool.lock.withLock {
+            try (0..<UInt64((1 << 20) / cs)).map { try pool.maps.lookup(pool.object(d.id)!.map, $0)!.ptr }
+        }
+        XCTAssertEqual(targets, Array(targets[0]..<(targets[0] + UInt64(targets.count))), "one ascending run")
+        var buf = [UInt8](repeating: 0, count: 8 << 20)
+        _ = try buf.withUnsafeMutableBytes { try pool.read(object: d.id, offset: 0, into: $0) }
+        XCTAssertTrue(buf[0..<(1 << 20)].allSatisfy { $0 == 3 })
+        for chunk in ((1 << 20) / cs)..<((8 << 20) / cs) {
+            XCTAssertTrue(buf[(chunk * cs)..<(chunk * cs + 4096)].allSatisfy { $0 == 2 })
+            XCTAssertTrue(buf[(chunk * cs + 4096)..<((chunk + 1) * cs)].allSatisfy { $0 == 1 })
+        }
+        XCTAssertTrue(pool.check().isClean)
+        try pool.close()
+    }
+
     /// Deleting the only holder of chunks gives their space back to the host at the next commit.
     func testDeleteAndPunchGiveSpaceBack() throws {
         let (pool, d) = try poolWithEightMiB(of: 3)

@@ -182,13 +182,18 @@ final class RefcountTable {
         }
     }
 
-    /// After the superblock of the closed transaction is durable.
+    /// After the superblock of the closed transaction is durable. Freed entries go back
+    /// in ascending order: `allocate` takes from the end, so a later write of several
+    /// chunks gets entries that were neighbours (one `pwrite`, sequential writeback), not
+    /// the order random writes freed them in, which would scatter every later sequential
+    /// rewrite of the disk for good.
     func committed(_ writes: [PageWrite], freed: [UInt64], recycle: Bool = false, now: UInt64 = 0) {
         for w in writes { slot[w.index] = w.slot }
+        let ascending = freed.sorted()
         if recycle {
-            recycled.append(contentsOf: freed.map { ($0, now) })
+            recycled.append(contentsOf: ascending.map { ($0, now) })
         } else {
-            free.append(contentsOf: freed)
+            free.append(contentsOf: ascending)
         }
     }
 
@@ -220,8 +225,8 @@ final class RefcountTable {
         return Array(unsure.suffix(n))
     }
 
-    /// Punched entries become plain free ones.
-    func returnPunched(_ entries: [UInt64]) { free.append(contentsOf: entries) }
+    /// Punched entries become plain free ones (in ascending order, as in `committed`).
+    func returnPunched(_ entries: [UInt64]) { free.append(contentsOf: entries.sorted()) }
 
     // MARK: Load
 
