@@ -234,6 +234,40 @@ final class SpaceReturnTests: XCTestCase {
         try pool.close()
     }
 
+    /// The committer punches within a budget of `fallocate` calls per tick (each holds
+    /// off writes): scattered freed chunks go back a budget at a time, and all of them
+    /// in the end.
+    func testIdlePunchesKeepToTheirBudget() throws {
+        let (pool, d) = try poolWithEightMiB(of: 4)
+        let cs = options.chunkSize
+        let chunks = (8 << 20) / cs
+        for chunk in stride(from: 0, to: chunks, by: 2) {   // every other chunk: no two adjacent
+            try pool.punchHole(disk: d.id, offset: UInt64(chunk * cs), length: UInt64(cs))
+        }
+        try pool.sync()
+        XCTAssertEqual(pool.lock.withLock { pool.dataRefs.recycledCount }, chunks / 2)
+        let before = pool.dataFile.allocatedBytes()
+        pool.punchIdleChunks(olderThan: 0, keepReserve: false, maxCalls: 10)
+        XCTAssertEqual(pool.lock.withLock { pool.dataRefs.holeCount }, 10, "ten calls, one chunk each")
+        XCTAssertEqual(pool.lock.withLock { pool.dataRefs.recycledCount }, chunks / 2 - 10)
+        let returned = Int(before) - Int(pool.dataFile.allocatedBytes())
+        XCTAssertTrue(abs(returned - 10 * cs) <= 4096, "ten chunks returned to the host, not \(returned) bytes")
+        var rounds = 1
+        while pool.lock.withLock({ pool.dataRefs.recycledCount }) > 0 {
+            pool.punchIdleChunks(olderThan: 0, keepReserve: false, maxCalls: 10)
+            rounds += 1
+        }
+        XCTAssertEqual(rounds, (chunks / 2 + 9) / 10)
+        XCTAssertEqual(pool.lock.withLock { pool.dataRefs.holeCount }, chunks / 2)
+        var buf = [UInt8](repeating: 0, count: 8 << 20)
+        _ = try buf.withUnsafeMutableBytes { try pool.read(object: d.id, offset: 0, into: $0) }
+        for chunk in 0..<chunks {
+            XCTAssertTrue(buf[(chunk * cs)..<((chunk + 1) * cs)].allSatisfy { $0 == (chunk % 2 == 0 ? 0 : 4) })
+        }
+        XCTAssertTrue(pool.check().isClean)
+        try pool.close()
+    }
+
     /// Deleting the only holder of chunks gives their space back to the host at the next commit.
     func testDeleteAndPunchGiveSpaceBack() throws {
         let (pool, d) = try poolWithEightMiB(of: 3)

@@ -73,19 +73,22 @@ extension Pool {
         }
     }
 
-    /// Gives freed chunks' space back to the host.
-    /// One `fallocate` per run of adjacent chunks: each call takes the data file's inode
+    /// Gives freed chunks' space back to the host; returns the number of `fallocate` calls.
+    /// One call per run of adjacent chunks: each call takes the data file's inode
     /// lock, which also holds off writes, so small chunks must not pay one call apiece.
-    private func punch(_ chunks: [UInt64]) {
+    @discardableResult
+    private func punch(_ chunks: [UInt64]) -> Int {
         let cs = UInt64(chunkSize)
         let sorted = chunks.sorted()
-        var k = 0
+        var k = 0, calls = 0
         while k < sorted.count {
             var n: UInt64 = 1
             while k + Int(n) < sorted.count, sorted[k + Int(n)] == sorted[k] + n { n += 1 }
             try? dataFile.punchHole(at: sorted[k] * cs, length: n * cs)
             k += Int(n)
+            calls += 1
         }
+        return calls
     }
 
     /// While pinned, no block of the last commit is reused, so another process may read
@@ -113,24 +116,27 @@ extension Pool {
     /// for the host's block allocation: BENCHMARKS.md). Those unused after `punchDelay`
     /// are punched, except a reserve that with the allocated tail stays within the
     /// allocation margin (`keepReserve`; none at close). `df` counts both as available.
-    func punchIdleChunks(olderThan delay: TimeInterval = Pool.punchDelay, keepReserve: Bool = true) {
+    /// At most `maxCalls` `fallocate` calls (the committer's budget per tick).
+    func punchIdleChunks(olderThan delay: TimeInterval = Pool.punchDelay, keepReserve: Bool = true, maxCalls: Int = .max) {
+        var calls = maxCalls
         // Free at open, maybe allocated: punched before any reuse.
-        punchBatches { dataRefs.takeUnsure(max: 4096) }
+        punchBatches(calls: &calls) { dataRefs.takeUnsure(max: 4096, maxRuns: $0) }
         let now = DispatchTime.now().uptimeNanoseconds
         let cutoff = now > UInt64(delay * 1e9) ? now - UInt64(delay * 1e9) : 0
-        punchBatches {
+        punchBatches(calls: &calls) {
             let keep = keepReserve ? Int(idleReserveBytes / UInt64(chunkSize)) : 0
-            return dataRefs.takeRecycled(freedBefore: cutoff, max: 4096, keeping: keep)
+            return dataRefs.takeRecycled(freedBefore: cutoff, max: 4096, keeping: keep, maxRuns: $0)
         }
     }
 
-    /// Punches what `take` (called under the lock) hands out, until it hands out nothing;
-    /// the punched chunks become plain free ones.
-    private func punchBatches(_ take: () -> [UInt64]) {
-        while true {
-            let batch = lock.withLock { take() }
+    /// Punches what `take` (called under the lock with the calls left) hands out, until it
+    /// hands out nothing or the calls are spent; the punched chunks become plain free ones.
+    private func punchBatches(calls: inout Int, _ take: (Int) -> [UInt64]) {
+        while calls > 0 {
+            let left = calls
+            let batch = lock.withLock { take(left) }
             if batch.isEmpty { return }
-            punch(batch)
+            calls -= punch(batch)
             lock.withLock { dataRefs.returnPunched(batch) }
         }
     }

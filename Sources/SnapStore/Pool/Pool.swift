@@ -65,6 +65,12 @@ public final class Pool: @unchecked Sendable {
     static func bornChunksPerCommit(chunkSize: Int) -> Int { Int(bornBytesPerCommit / UInt64(chunkSize)) }
     /// Freed chunks unused for this long are punched (space back to the host).
     public static let punchDelay: TimeInterval = 5
+    /// Hole punches the committer makes per 100 ms tick. Each takes the data file's inode
+    /// lock, which writes wait for: a gigabyte of scattered 16 KiB chunks punched at once
+    /// cut a write+fsync stream to a fifth for three seconds (BENCHMARKS.md, session 4).
+    /// At this pace (~8 ms a tick at most) scattered chunks go back to the host at
+    /// 40 MiB/s, runs much faster.
+    public static let punchCallsPerTick = 256
     private var committer: Thread?
     private let stopCommitter = Mutex()
     private var stopRequested = false
@@ -274,7 +280,7 @@ public final class Pool: @unchecked Sendable {
             while !stopCommitter.withLock({ stopRequested }) {
                 usleep(100_000)
                 let (changed, pressure) = lock.withLock { (hasChanges, meta.dirtyCount > 8192 || dataRefs.bornCount > Self.bornChunksPerCommit(chunkSize: chunkSize)) }
-                punchIdleChunks()
+                punchIdleChunks(maxCalls: Self.punchCallsPerTick)
                 if changed && (pressure || Date().timeIntervalSince(last) >= Self.commitInterval) {
                     do { try sync() } catch {
                         FileHandle.standardError.write("snapfs: background commit failed: \(error)\n".data(using: .utf8)!)

@@ -198,10 +198,17 @@ final class RefcountTable {
     }
 
     /// Takes recycled entries freed at or before `before` (oldest first), for punching,
-    /// leaving at least `keeping` of them.
-    func takeRecycled(freedBefore before: UInt64, max: Int, keeping: Int = 0) -> [UInt64] {
-        var n = 0
-        while n < recycled.count - keeping, n < max, recycled[n].freedAt <= before { n += 1 }
+    /// leaving at least `keeping` of them; at most `maxRuns` runs of adjacent entries
+    /// (one `fallocate` each).
+    func takeRecycled(freedBefore before: UInt64, max: Int, keeping: Int = 0, maxRuns: Int = .max) -> [UInt64] {
+        var n = 0, runs = 0
+        while n < recycled.count - keeping, n < max, recycled[n].freedAt <= before {
+            if n == 0 || recycled[n].index != recycled[n - 1].index + 1 {
+                guard runs < maxRuns else { break }
+                runs += 1
+            }
+            n += 1
+        }
         defer { recycled.removeFirst(n) }
         return recycled[0..<n].map(\.index)
     }
@@ -218,9 +225,18 @@ final class RefcountTable {
         free = []
     }
 
-    /// Takes up to `max` unsure entries, for punching.
-    func takeUnsure(max: Int) -> [UInt64] {
-        let n = min(max, unsure.count)
+    /// Takes up to `max` unsure entries in at most `maxRuns` runs of adjacent entries,
+    /// for punching.
+    func takeUnsure(max: Int, maxRuns: Int = .max) -> [UInt64] {
+        var n = 0, runs = 0
+        while n < min(max, unsure.count) {
+            let i = unsure.count - 1 - n
+            if n == 0 || unsure[i] + 1 != unsure[i + 1] {
+                guard runs < maxRuns else { break }
+                runs += 1
+            }
+            n += 1
+        }
         defer { unsure.removeLast(n) }
         return Array(unsure.suffix(n))
     }
