@@ -10,6 +10,10 @@ int snap_preallocate(int fd, int64_t off, int64_t len) {
     return fallocate(fd, 0, (off_t)off, (off_t)len);
 }
 
+int snap_drop_cache(int fd, int64_t off, int64_t len) {
+    return posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+}
+
 int snap_open_direct_dsync(const char *path) {
     return open(path, O_RDWR | O_CLOEXEC | O_DIRECT | O_DSYNC);
 }

@@ -10,6 +10,10 @@ int snap_punch_hole(int fd, int64_t off, int64_t len);
 /// file's size to off + len if it was smaller. Returns 0 or -1 with errno set.
 int snap_preallocate(int fd, int64_t off, int64_t len);
 
+/// posix_fadvise(fd, off, len, POSIX_FADV_DONTNEED): drops the range's clean pages
+/// from the page cache. Returns 0 or an errno value.
+int snap_drop_cache(int fd, int64_t off, int64_t len);
+
 /// open(path, O_RDWR|O_CLOEXEC|O_DIRECT|O_DSYNC): O_DIRECT needs _GNU_SOURCE, which
 /// the Swift Glibc module does not define. Returns the fd or -1 with errno set.
 int snap_open_direct_dsync(const char *path);

@@ -14,6 +14,9 @@ public protocol StorageFile: AnyObject, Sendable {
     /// Writes bytes and makes them durable (write + sync unless the file can do both in
     /// one device write). Offset and length are multiples of 4096.
     func writeDurably(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws
+    /// Drops the range's clean pages from the host's page cache (a hint; never changes
+    /// what reads return).
+    func dropCache(at offset: UInt64, length: UInt64)
     /// Deallocates the range (reads as zeros afterwards).
     func punchHole(at offset: UInt64, length: UInt64) throws
     /// Allocates host blocks for the range, growing the file to its end if shorter; the
@@ -27,6 +30,7 @@ public protocol StorageFile: AnyObject, Sendable {
 }
 
 extension StorageFile {
+    public func dropCache(at offset: UInt64, length: UInt64) {}
     public func preallocate(at offset: UInt64, length: UInt64) throws {}
 
     public func writeDurably(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
@@ -120,6 +124,10 @@ public final class PosixFile: StorageFile {
             if errno == EINTR { continue }
             throw StoreError.io(errno: errno, "fdatasync \(path)")
         }
+    }
+
+    public func dropCache(at offset: UInt64, length: UInt64) {
+        _ = snap_drop_cache(fd, Int64(offset), Int64(length))
     }
 
     public func punchHole(at offset: UInt64, length: UInt64) throws {

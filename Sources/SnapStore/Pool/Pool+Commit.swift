@@ -79,16 +79,39 @@ extension Pool {
     @discardableResult
     private func punch(_ chunks: [UInt64]) -> Int {
         let cs = UInt64(chunkSize)
-        let sorted = chunks.sorted()
-        var k = 0, calls = 0
-        while k < sorted.count {
+        return forEachRun(chunks.sorted()) { try? dataFile.punchHole(at: $0 * cs, length: $1 * cs) }.runs
+    }
+
+    /// Calls `body(first, count)` for each run of adjacent entries of `sorted`, at most
+    /// `maxRuns` times; returns how many entries those runs covered, and the runs.
+    private func forEachRun(_ sorted: [UInt64], maxRuns: Int = .max, _ body: (UInt64, UInt64) -> Void) -> (covered: Int, runs: Int) {
+        var k = 0, runs = 0
+        while k < sorted.count, runs < maxRuns {
             var n: UInt64 = 1
             while k + Int(n) < sorted.count, sorted[k + Int(n)] == sorted[k] + n { n += 1 }
-            try? dataFile.punchHole(at: sorted[k] * cs, length: n * cs)
+            body(sorted[k], n)
             k += Int(n)
-            calls += 1
+            runs += 1
         }
-        return calls
+        return (k, runs)
+    }
+
+    /// Drops the cached pages of old chunk versions (moved away from by writes, still held
+    /// by snapshots or clones: rarely read again, and clean since their commit), in runs,
+    /// at most `maxCalls` calls. Else every rewrite under a snapshot grows the host's page
+    /// cache by its size, into memory that on a VM may first have to be backed by the
+    /// hypervisor (350 MiB/s here past ~11 GiB: BENCHMARKS.md, session 4). Reads of those
+    /// versions still work; they come from the device.
+    func dropColdChunkCache(maxCalls: Int = .max) {
+        let cold: [UInt64] = lock.withLock {
+            defer { coldChunks = [] }
+            return coldChunks
+        }
+        guard !cold.isEmpty else { return }
+        let cs = UInt64(chunkSize)
+        let sorted = cold.sorted()
+        let done = forEachRun(sorted, maxRuns: maxCalls) { dataFile.dropCache(at: $0 * cs, length: $1 * cs) }.covered
+        if done < sorted.count { lock.withLock { coldChunks.append(contentsOf: sorted[done...]) } }
     }
 
     /// While pinned, no block of the last commit is reused, so another process may read

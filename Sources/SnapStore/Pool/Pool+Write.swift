@@ -147,7 +147,11 @@ extension Pool {
                 leaf.ptr[s] = w.target
                 leaf.crc[s] = w.crc
                 if !w.inPlace {
-                    if let old = w.old { dataRefs.decrement(old.ptr) } else { o.mappedChunks += 1 }
+                    if let old = w.old {
+                        if dataRefs.decrement(old.ptr) > 0, coldChunks.count < Self.maxColdChunks { coldChunks.append(old.ptr) }
+                    } else {
+                        o.mappedChunks += 1
+                    }
                 }
             }
             guard completed > 0 else { return }

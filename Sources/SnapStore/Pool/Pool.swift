@@ -50,6 +50,9 @@ public final class Pool: @unchecked Sendable {
     let preallocationQueue = DispatchQueue(label: "snapfs.preallocate")
     var deferredMetaFree: [UInt64] = []
     var deferredDataFree: [UInt64] = []
+    /// Chunks a write moved away from that a snapshot or clone still holds: old versions,
+    /// whose cached pages the committer drops (`dropColdChunkCache`).
+    var coldChunks: [UInt64] = []
 
     let chunkBuffers: ChunkBuffers
     var maps: MapTree { MapTree(meta: meta, leafRefs: dataRefs) }
@@ -71,6 +74,9 @@ public final class Pool: @unchecked Sendable {
     /// At this pace (~8 ms a tick at most) scattered chunks go back to the host at
     /// 40 MiB/s, runs much faster.
     public static let punchCallsPerTick = 256
+    /// Most old chunk versions waiting for their cached pages to be dropped (a hint: any
+    /// beyond are left to the host's own reclaim).
+    static let maxColdChunks = 1 << 20
     private var committer: Thread?
     private let stopCommitter = Mutex()
     private var stopRequested = false
@@ -281,6 +287,7 @@ public final class Pool: @unchecked Sendable {
                 usleep(100_000)
                 let (changed, pressure) = lock.withLock { (hasChanges, meta.dirtyCount > 8192 || dataRefs.bornCount > Self.bornChunksPerCommit(chunkSize: chunkSize)) }
                 punchIdleChunks(maxCalls: Self.punchCallsPerTick)
+                dropColdChunkCache(maxCalls: Self.punchCallsPerTick)
                 if changed && (pressure || Date().timeIntervalSince(last) >= Self.commitInterval) {
                     do { try sync() } catch {
                         FileHandle.standardError.write("snapfs: background commit failed: \(error)\n".data(using: .utf8)!)
