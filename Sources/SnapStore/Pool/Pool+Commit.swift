@@ -139,11 +139,13 @@ extension Pool {
     /// for the host's block allocation: BENCHMARKS.md). Those unused after `punchDelay`
     /// are punched, except a reserve that with the allocated tail stays within the
     /// allocation margin (`keepReserve`; none at close). `df` counts both as available.
-    /// At most `maxCalls` `fallocate` calls (the committer's budget per tick).
+    /// At most `maxCalls` `fallocate` calls for those (the committer's budget per tick).
     func punchIdleChunks(olderThan delay: TimeInterval = Pool.punchDelay, keepReserve: Bool = true, maxCalls: Int = .max) {
+        // Free at open, maybe allocated: punched before any reuse, all at once (once after
+        // a crash), since until then neither reuse nor the space accounting can count them.
+        var unbounded = Int.max
+        punchBatches(calls: &unbounded) { _ in dataRefs.takeUnsure(max: 4096) }
         var calls = maxCalls
-        // Free at open, maybe allocated: punched before any reuse.
-        punchBatches(calls: &calls) { dataRefs.takeUnsure(max: 4096, maxRuns: $0) }
         let now = DispatchTime.now().uptimeNanoseconds
         let cutoff = now > UInt64(delay * 1e9) ? now - UInt64(delay * 1e9) : 0
         punchBatches(calls: &calls) {

@@ -225,18 +225,9 @@ final class RefcountTable {
         free = []
     }
 
-    /// Takes up to `max` unsure entries in at most `maxRuns` runs of adjacent entries,
-    /// for punching.
-    func takeUnsure(max: Int, maxRuns: Int = .max) -> [UInt64] {
-        var n = 0, runs = 0
-        while n < min(max, unsure.count) {
-            let i = unsure.count - 1 - n
-            if n == 0 || unsure[i] + 1 != unsure[i + 1] {
-                guard runs < maxRuns else { break }
-                runs += 1
-            }
-            n += 1
-        }
+    /// Takes up to `max` unsure entries, for punching.
+    func takeUnsure(max: Int) -> [UInt64] {
+        let n = min(max, unsure.count)
         defer { unsure.removeLast(n) }
         return Array(unsure.suffix(n))
     }
