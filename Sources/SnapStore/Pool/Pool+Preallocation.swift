@@ -18,15 +18,20 @@ extension Pool {
         var retryAfter: UInt64 = 0
     }
 
+    /// End of the newest chunk ever allocated: the data file's high-water mark in bytes.
+    /// The caller holds `lock`.
+    var dataHighWater: UInt64 { dataRefs.count * UInt64(chunkSize) }
+
     /// How far ahead of the high-water mark: half the data file, from 64 MiB to 1 GiB.
-    func preallocationMargin(highWater: UInt64) -> UInt64 {
-        min(max(highWater / 2, 64 << 20), 1 << 30)
+    /// The caller holds `lock`.
+    var preallocationMargin: UInt64 {
+        min(max(dataHighWater / 2, 64 << 20), 1 << 30)
     }
 
     /// Freed chunks kept allocated (not punched) besides the tail: together within the
     /// margin. The caller holds `lock`.
     var idleReserveBytes: UInt64 {
-        let margin = preallocationMargin(highWater: dataRefs.count * UInt64(chunkSize))
+        let margin = preallocationMargin
         return margin > preallocatedSpare ? margin - preallocatedSpare : 0
     }
 
@@ -39,7 +44,7 @@ extension Pool {
     /// Host bytes already allocated past the high-water mark: free space the pool holds.
     /// The caller holds `lock`.
     var preallocatedSpare: UInt64 {
-        let high = dataRefs.count * UInt64(chunkSize)
+        let high = dataHighWater
         return preallocation.end > high ? preallocation.end - high : 0
     }
 
@@ -47,8 +52,8 @@ extension Pool {
     /// allocated end. The caller holds `lock`.
     func preallocateAheadIfNeeded() {
         guard preallocation.enabled, !preallocation.running else { return }
-        let high = dataRefs.count * UInt64(chunkSize)
-        let margin = preallocationMargin(highWater: high)
+        let high = dataHighWater
+        let margin = preallocationMargin
         guard preallocation.end < high + margin / 2 else { return }
         let now = DispatchTime.now().uptimeNanoseconds
         guard now >= preallocation.retryAfter else { return }
@@ -79,7 +84,7 @@ extension Pool {
         preallocationQueue.sync {}
         let (high, end) = lock.withLock { () -> (UInt64, UInt64) in
             preallocation.enabled = false
-            return (dataRefs.count * UInt64(chunkSize), preallocation.end)
+            return (dataHighWater, preallocation.end)
         }
         if end > high { try? dataFile.truncate(to: high) }
     }
