@@ -78,6 +78,44 @@ final class CrashTests: MountedTestCase {
         assertCheckPasses()
     }
 
+    /// A steady stream of 4 KiB write+fsync pairs fills the intent log past half several
+    /// times a second, so the committer flushes and commits while fsyncs keep coming.
+    /// kill -9 at an arbitrary moment of that: every acknowledged pair is there, the one in
+    /// flight is wholly old or wholly new, and fewer records are replayed than were
+    /// acknowledged (commits took the rest).
+    func testFsyncStreamThroughBackgroundCommitsSurvivesKill9() throws {
+        let size = 64 * MiB, block = 4096
+        let image = try makeDisk("D", size: size)
+        var model = [UInt8](repeating: 0, count: size)
+        for round in 0..<3 {
+            let stream = FsyncStream(path: image, blocks: size / block, blockSize: block, model: model)
+            let writer = Thread { stream.run() }
+            writer.start()
+            // Past 2,048 batches of 8 KiB the default 32 MiB log is half full: a commit came.
+            let deadline = Date().addingTimeInterval(60)
+            while stream.count < 2_500 && Date() < deadline { usleep(20_000) }
+            usleep(useconds_t.random(in: 0...1_000_000))
+            try m.kill9()
+            stream.finished.wait()
+            let logBefore = m.log
+            try m.mount()
+            let replayed = m.log.dropFirst(logBefore.count)
+            let after = try Sys.readFile(image)
+            XCTAssertGreaterThanOrEqual(stream.acknowledged, 2_500, "round \(round): the stream ran")
+            if let (off, data) = stream.inFlight {
+                let old = stream.model[off..<off + block], got = after[off..<off + block]
+                XCTAssertTrue(got.elementsEqual(old) || got.elementsEqual(data), "round \(round): the pair in flight is old or new")
+                stream.model.replaceSubrange(off..<off + block, with: got)
+            }
+            XCTAssertTrue(after == stream.model, "round \(round): every acknowledged write+fsync after kill -9")
+            if let records = replayed.firstMatch(of: /recovered (\d+) fsync/)?.1, let n = Int(records) {
+                XCTAssertLessThan(n, stream.acknowledged, "round \(round): background commits took part of the stream")
+            }
+            model = stream.model
+        }
+        assertCheckPasses()
+    }
+
     func testSnapshotSurvivesKill9() throws {
         let image = try makeDisk("D")
         let fd = try Sys.open(image, O_RDWR)
@@ -133,5 +171,39 @@ final class CrashTests: MountedTestCase {
     func assertCheckPasses(file: StaticString = #filePath, line: UInt = #line) {
         let r = m.cli(["check"], timeout: 120)
         XCTAssertEqual(r.status, 0, "snapfs check after recovery: \(r)", file: file, line: line)
+    }
+}
+
+/// Random 4 KiB write+fsync pairs on one image until the mount dies; `model` holds every
+/// acknowledged pair, `inFlight` the one whose fsync had not returned.
+final class FsyncStream: @unchecked Sendable {
+    let path: String, blocks: Int, blockSize: Int
+    var model: [UInt8]
+    /// Read by the writer alone until `finished`; `count` is for the watching thread.
+    var acknowledged = 0
+    var inFlight: (Int, [UInt8])?
+    private let lock = NSLock()
+    private var shared = 0
+    var count: Int { lock.withLock { shared } }
+    let finished = DispatchSemaphore(value: 0)
+
+    init(path: String, blocks: Int, blockSize: Int, model: [UInt8]) {
+        self.path = path; self.blocks = blocks; self.blockSize = blockSize; self.model = model
+    }
+
+    func run() {
+        defer { finished.signal() }
+        guard let fd = try? Sys.open(path, O_RDWR) else { return }
+        defer { _ = try? Sys.close(fd) }
+        while true {
+            let off = Int.random(in: 0..<blocks) * blockSize
+            let data = Bytes.random(blockSize)
+            inFlight = (off, data)
+            guard (try? Sys.pwrite(fd, data, off)) != nil, (try? Sys.fsync(fd)) != nil else { return }
+            model.replaceSubrange(off..<off + blockSize, with: data)
+            acknowledged += 1
+            inFlight = nil
+            lock.withLock { shared = acknowledged }
+        }
     }
 }

@@ -176,6 +176,41 @@ final class IntentLogTests: XCTestCase {
         try pool.close()
     }
 
+    /// With fsyncs coming steadily, the committer commits once the log is half full, so
+    /// no fsync finds it full and has to commit (flushing every chunk written since the
+    /// last commit) itself; what the fsyncs acknowledged is all there afterwards.
+    func testTheCommitterCommitsBeforeTheLogFills() throws {
+        let dir = newDir()
+        var o = options(journal: 256 << 10)
+        o.backgroundCommits = true
+        let pool = try Pool.open(directory: dir, options: o)
+        let d = try pool.createDisk(name: "d", size: 1 << 20)
+        try pool.sync()
+        try pool.syncWrites()
+        let generation = pool.lastCommitted
+        var model = Image()
+        model.size = 1 << 20
+        // 8 KiB batches: 20 of them fill 160 of the log's 256 KiB, so no fsync overflows it.
+        for i in 0..<20 {
+            let bytes = [UInt8](repeating: UInt8(i + 1), count: 4096)
+            let off = UInt64(i * 3 % 64) * 16384
+            try bytes.withUnsafeBytes { try pool.write(disk: d.id, offset: off, data: $0) }
+            model.write(off, bytes)
+            try pool.syncWrites()
+        }
+        XCTAssertGreaterThanOrEqual(pool.journal.filled, Pool.logCommitThreshold)
+        // The time-based commit is 5 s away; the log's fill is what brings this one.
+        let deadline = Date().addingTimeInterval(2)
+        while pool.lastCommitted == generation && Date() < deadline { usleep(10_000) }
+        XCTAssertGreaterThan(pool.lastCommitted, generation, "the committer committed the half-full log")
+        XCTAssertLessThan(pool.journal.filled, Pool.logCommitThreshold, "the commit started the log again")
+        pool.abandon()
+        let reopened = try Pool.open(directory: dir, options: options(journal: 256 << 10))
+        XCTAssertTrue(try contents(reopened, "d") == image(model))
+        XCTAssertTrue(reopened.check().isClean)
+        try reopened.close()
+    }
+
     /// The process dies at every I/O of a journal flush in turn (torn write, then
     /// nothing; even points also lose unflushed writes as in a power cut). The reopened
     /// pool holds everything the earlier fsyncs acknowledged, and the interrupted fsync's

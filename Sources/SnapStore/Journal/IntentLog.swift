@@ -58,6 +58,11 @@ final class IntentLog: @unchecked Sendable {
         self.base = base
     }
 
+    /// The fraction of the log's file taken by batches since the last commit.
+    var filled: Double {
+        lock.withLock { Double(fileEnd) / Double(max(capacity, 1)) }
+    }
+
     /// A commit closed the transaction: every record so far is in it.
     func reset(base: Base) {
         lock.withLock {

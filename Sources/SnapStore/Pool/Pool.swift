@@ -66,6 +66,9 @@ public final class Pool: @unchecked Sendable {
     /// it bounds the commit log, the open transaction's memory and what recovery verifies.
     public static let bornBytesPerCommit: UInt64 = 1 << 30
     static func bornChunksPerCommit(chunkSize: Int) -> Int { Int(bornBytesPerCommit / UInt64(chunkSize)) }
+    /// The committer commits once the intent log is this full, so an fsync seldom finds
+    /// it full and has to commit (and wait for the data's flush) itself.
+    static let logCommitThreshold = 0.5
     /// Freed chunks unused for this long are punched (space back to the host).
     public static let punchDelay: TimeInterval = 5
     /// Hole punches the committer makes per 100 ms tick. Each takes the data file's inode
@@ -292,7 +295,12 @@ public final class Pool: @unchecked Sendable {
                 let (changed, pressure) = lock.withLock { (hasChanges, meta.dirtyCount > 8192 || dataRefs.bornCount > Self.bornChunksPerCommit(chunkSize: chunkSize)) }
                 punchIdleChunks(maxCalls: Self.punchCallsPerTick)
                 dropColdChunkCache(maxCalls: Self.cacheDropCallsPerTick)
-                if changed && (pressure || Date().timeIntervalSince(last) >= Self.commitInterval) {
+                let logFilling = journal.filled >= Self.logCommitThreshold
+                if changed && (pressure || logFilling || Date().timeIntervalSince(last) >= Self.commitInterval) {
+                    // The chunks written since the last commit are flushed first, outside
+                    // every lock: fsyncs keep going through the log meanwhile, and the
+                    // commit itself (during which they wait) has little left to flush.
+                    try? dataFile.sync()
                     do { try sync() } catch {
                         FileHandle.standardError.write("snapfs: background commit failed: \(error)\n".data(using: .utf8)!)
                     }
