@@ -93,7 +93,7 @@ final class CrashTests: MountedTestCase {
             writer.start()
             // Past 2,048 batches of 8 KiB the default 32 MiB log is half full: a commit came.
             let deadline = Date().addingTimeInterval(60)
-            while stream.count < 2_500 && Date() < deadline { usleep(20_000) }
+            while stream.acknowledged < 2_500 && Date() < deadline { usleep(20_000) }
             usleep(useconds_t.random(in: 0...1_000_000))
             try m.kill9()
             stream.finished.wait()
@@ -178,13 +178,13 @@ final class CrashTests: MountedTestCase {
 /// acknowledged pair, `inFlight` the one whose fsync had not returned.
 final class FsyncStream: @unchecked Sendable {
     let path: String, blocks: Int, blockSize: Int
+    /// `model` and `inFlight` belong to the writer until `finished`.
     var model: [UInt8]
-    /// Read by the writer alone until `finished`; `count` is for the watching thread.
-    var acknowledged = 0
     var inFlight: (Int, [UInt8])?
     private let lock = NSLock()
-    private var shared = 0
-    var count: Int { lock.withLock { shared } }
+    private var acked = 0
+    /// Pairs whose fsync returned; the watching thread reads it while the writer runs.
+    var acknowledged: Int { lock.withLock { acked } }
     let finished = DispatchSemaphore(value: 0)
 
     init(path: String, blocks: Int, blockSize: Int, model: [UInt8]) {
@@ -201,9 +201,8 @@ final class FsyncStream: @unchecked Sendable {
             inFlight = (off, data)
             guard (try? Sys.pwrite(fd, data, off)) != nil, (try? Sys.fsync(fd)) != nil else { return }
             model.replaceSubrange(off..<off + blockSize, with: data)
-            acknowledged += 1
             inFlight = nil
-            lock.withLock { shared = acknowledged }
+            lock.withLock { acked += 1 }
         }
     }
 }
