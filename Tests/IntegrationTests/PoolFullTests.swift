@@ -65,4 +65,43 @@ final class PoolFullTests: MountedTestCase {
         XCTAssertTrue(eventually(30) { errnoOf { try Sys.pwrite(fd2, Bytes.random(16 * MiB), 0) } == 0 },
                       "writes succeed again after space was freed")
     }
+    /// A write that copies its map path (the leaf is shared with a snapshot) and then fails
+    /// with ENOSPC must still have the disk's record rewritten by the next commit: the copy
+    /// moved reference counts. Before the fix the record kept the old root with a count it
+    /// had lost, `check` found it, and once the snapshot was deleted the disk's map pointed
+    /// at a freed block (the daemon stopped on a failed precondition when the disk was punched).
+    func testWriteThatCopiedItsMapPathBeforeENOSPCLeavesAConsistentPool() throws {
+        let image = try makeDisk("D")
+        let original = Bytes.random(4 * MiB)
+        let fd = try Sys.open(image, O_RDWR)
+        try Sys.pwrite(fd, original, 0)
+        try Sys.fsync(fd)
+        _ = try snapshot("D@s")          // commits: D's map is now shared with D@s
+
+        // Leave the host less than the space a commit keeps back, so new chunks are refused.
+        let hostDir = (m.pool as NSString).deletingLastPathComponent
+        var vfs = statvfs()
+        XCTAssertEqual(statvfs(hostDir, &vfs), 0)
+        let free = Int(vfs.f_bavail) * Int(vfs.f_frsize)
+        let filler = hostDir + "/filler"
+        let fill = Shell.run(["fallocate", "-l", String(max(free - 2 * MiB, MiB)), filler])
+        XCTAssertTrue(fill.ok, fill.description)
+        usleep(100_000)                  // past the pool's cached estimate of free space
+        let failure = errnoOf { try Sys.pwrite(fd, Bytes.random(4096), 0) }
+        XCTAssertEqual(failure, ENOSPC, "a write needing a new chunk on a full host: got \(errnoName(failure))")
+        try Sys.close(fd)
+        unlink(filler)
+
+        try m.unmount()
+        let check = m.cli(["check"])
+        XCTAssertTrue(check.ok && check.stdout.contains("clean"), "pool after the refused write: \(check)")
+        try m.mount()
+        try Sys.rmdir("\(m.snapshots)/D@s")
+        _ = try makeDisk("E", size: MiB)   // a commit that allocates metadata blocks
+        XCTAssertTrue(try Sys.readFile(image) == original, "D after its snapshot was deleted")
+        let fd2 = try Sys.open(image, O_RDWR)
+        defer { try? Sys.close(fd2) }
+        assertErrno(0, "punching the disk") { try Sys.punchHole(fd2, 0, original.count) }
+        assertErrno(0, "fsync after the punch") { try Sys.fsync(fd2) }
+    }
 }

@@ -36,10 +36,10 @@ extension Pool {
         if from < headEnd { try zeroPartial(o, from: from, to: headEnd) }
         if firstWhole < endWhole {
             try lock.withLock {
+                dirtyObjects.insert(o.id)   // before the map changes, as in planWrites
                 let removed = try maps.removeRange(&o.map, first: firstWhole, last: endWhole - 1)
                 o.mappedChunks -= removed
                 o.modified = Date()
-                dirtyObjects.insert(o.id)
             }
         }
         let tailStart = max(endWhole * cs, headEnd)
@@ -71,6 +71,7 @@ extension Pool {
             // Zero the tail of the last kept chunk so growing again shows zeros there.
             try zeroRange(o, from: size, to: min(old, (size + cs - 1) / cs * cs))
             try lock.withLock {
+                dirtyObjects.insert(o.id)   // before the map changes, as in planWrites
                 let removed = try maps.removeRange(&o.map, first: (size + cs - 1) / cs, last: UInt64.max)
                 o.mappedChunks -= removed
             }

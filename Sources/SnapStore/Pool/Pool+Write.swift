@@ -69,6 +69,10 @@ extension Pool {
         try lock.withLock {
             guard objects[o.id] === o else { throw StoreError.notFound("disk \(o.name) was deleted") }
             let leaf = try maps.leafForUpdate(&o.map, pieces[0].index)
+            // The path to the leaf may have been copied (a new root, counts moved): the
+            // next commit must write the object's record even if this write then fails
+            // (ENOSPC below), or the record keeps the old root with a count it lost.
+            dirtyObjects.insert(o.id)
             var fresh = 0
             for k in pieces.indices {
                 let s = MapTree.slot(pieces[k].index, level: 1)
@@ -82,7 +86,6 @@ extension Pool {
             }
             guard fresh > 0 else { return leaf }
             try reserveSpace(forChunks: fresh)
-            dirtyObjects.insert(o.id)
             var targets = dataRefs.allocate(count: fresh).makeIterator()
             for k in pieces.indices where !pieces[k].inPlace { pieces[k].target = targets.next()! }
             preallocateAheadIfNeeded()
