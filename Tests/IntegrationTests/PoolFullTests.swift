@@ -65,6 +65,7 @@ final class PoolFullTests: MountedTestCase {
         XCTAssertTrue(eventually(30) { errnoOf { try Sys.pwrite(fd2, Bytes.random(16 * MiB), 0) } == 0 },
                       "writes succeed again after space was freed")
     }
+
     /// A write that copies its map path (the leaf is shared with a snapshot) and then fails
     /// with ENOSPC must still have the disk's record rewritten by the next commit: the copy
     /// moved reference counts. Before the fix the record kept the old root with a count it

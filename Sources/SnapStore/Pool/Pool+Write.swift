@@ -161,8 +161,9 @@ extension Pool {
             let last = pieces[completed - 1]
             let end = offset + UInt64(last.source + last.length)
             if end > o.size { o.size = end }
+            // Already in dirtyObjects: planWrites put it there, and txnLock has kept the
+            // commit that would clear it out since.
             o.modified = Date()
-            dirtyObjects.insert(o.id)
         }
     }
 }
