@@ -72,6 +72,24 @@ final class FormatAndIntegrityTests: XCTestCase {
         try reopened.close()
     }
 
+    /// A closed pool is freed with its open files, also with its committer thread running
+    /// (whose closure holds the pool): a process that reopens pools must not run out of
+    /// descriptors.
+    func testAClosedPoolIsFreed() throws {
+        weak var closed: Pool?
+        do {
+            var o = PoolOptions()
+            o.backgroundCommits = true
+            let pool = try Pool.open(directory: dir, options: o)
+            _ = try pool.createDisk(name: "d", size: 1 << 20)
+            try pool.close()
+            closed = pool
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while closed != nil && Date() < deadline { usleep(10_000) }   // the thread wakes every 100 ms
+        XCTAssertNil(closed, "the pool outlived its close")
+    }
+
     func testSecondOpenIsRefused() throws {
         let pool = try Pool.open(directory: dir, options: options())
         XCTAssertThrowsError(try Pool.open(directory: dir, options: options())) { e in

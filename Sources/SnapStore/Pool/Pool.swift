@@ -263,6 +263,9 @@ public final class Pool: @unchecked Sendable {
         let wasClosed = lock.withLock { () -> Bool in defer { closed = true }; return closed }
         if wasClosed { return }
         stopCommitter.withLock { stopRequested = true }
+        // The committer thread's closure holds the pool: let go of the thread, so the
+        // pool (and its open files) is freed once the thread ends.
+        committer = nil
         if !readOnly {
             try sync()
             // An empty commit on top confirms the last real one: a later bit flip in its
@@ -280,6 +283,7 @@ public final class Pool: @unchecked Sendable {
     /// Simulates the daemon's death for crash tests: no final commit, lock released.
     func abandon() {
         stopCommitter.withLock { stopRequested = true }
+        committer = nil
         lock.withLock {
             closed = true
             if lockFd >= 0 { Glibc.close(lockFd) }
