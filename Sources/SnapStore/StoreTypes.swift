@@ -106,6 +106,8 @@ public struct PoolStats: Sendable, Equatable {
 public struct PoolOptions: Sendable {
     /// Chunk size for a new pool (power of two, 4 KiB ... 1 MiB); ignored for an existing pool.
     public var chunkSize: Int = 16 * 1024
+    /// Sizes of the data segment files for a new pool; ignored for an existing pool.
+    public var dataSegments: SegmentLayout = .standard
     /// Open without taking the daemon lock and without writing anything (checker).
     public var readOnly: Bool = false
     /// Bound on cached clean metadata blocks.

@@ -67,6 +67,11 @@ public struct CrashingStorage: StorageProvider {
         return f
     }
     public func exists(_ name: String) -> Bool { inner.exists(name) }
+    public func fileNames() throws -> [String] { try inner.fileNames() }
+    public func remove(_ name: String) throws {
+        if crash.consume(bytes: 0) != nil { throw dead }
+        try inner.remove(name)
+    }
     public func syncDirectory() throws {
         if crash.consume(bytes: 0) != nil { throw dead }
         try inner.syncDirectory()

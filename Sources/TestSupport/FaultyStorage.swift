@@ -39,6 +39,8 @@ public struct FaultyStorage: StorageProvider {
         FaultyFile(name: name, inner: try inner.open(name, create: create, readOnly: readOnly), plan: plan)
     }
     public func exists(_ name: String) -> Bool { inner.exists(name) }
+    public func fileNames() throws -> [String] { try inner.fileNames() }
+    public func remove(_ name: String) throws { try inner.remove(name) }
     public func syncDirectory() throws { try inner.syncDirectory() }
 }
 
@@ -71,6 +73,8 @@ final class FaultyFile: StorageFile, @unchecked Sendable {
         if let f = plan.take(name, .truncate) { throw StoreError.io(errno: f.errno, "injected fault truncating \(name)") }
         try inner.truncate(to: size)
     }
+    func preallocate(at offset: UInt64, length: UInt64) throws { try inner.preallocate(at: offset, length: length) }
+    func dropCache(at offset: UInt64, length: UInt64) { inner.dropCache(at: offset, length: length) }
     func size() throws -> UInt64 { try inner.size() }
     func allocatedBytes() -> UInt64 { inner.allocatedBytes() }
 }

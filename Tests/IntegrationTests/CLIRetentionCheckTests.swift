@@ -56,7 +56,7 @@ final class CLIRetentionCheckTests: CLITestCase {
         try m.unmount()
 
         // Flip one byte in the middle of the data file: inside one of vm1's 32 chunks.
-        let data = m.pool + "/data"
+        let data = m.pool + "/data.000000"
         let size = Int(try Sys.stat(data).st_size)
         let fd = try Sys.open(data, O_RDWR)
         let offset = size / 2 + 123

@@ -52,6 +52,7 @@ final class CrashRecoveryTests: XCTestCase {
             options.chunkSize = 4096
             options.backgroundCommits = false
             options.cacheBlocks = 64
+            options.dataSegments = SegmentLayout(first: 16384, largest: 65536)   // many segment files
             options.storage = CrashingStorage(directory: dir, crash: crash)
             let pool = try Pool.open(directory: dir, options: options)
             var model = State()
@@ -150,6 +151,7 @@ final class CrashRecoveryTests: XCTestCase {
             options.chunkSize = 4096
             options.backgroundCommits = false
             options.storage = CrashingStorage(directory: dir, crash: crash)
+            options.dataSegments = SegmentLayout(first: 16384, largest: 65536)   // many segment files
             let pool = try Pool.open(directory: dir, options: options)
             var model = State()
             var committed = State()

@@ -31,12 +31,12 @@ final class FaultInjectionTests: XCTestCase {
         try bytes(1).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
         try pool.sync()
         // ENOSPC from the host on the data file: the write reports ENOSPC.
-        plan.failNext("data", .write, .init(errno: ENOSPC))
+        plan.failNext("data.000000", .write, .init(errno: ENOSPC))
         XCTAssertThrowsError(try bytes(2).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }) { e in
             XCTAssertEqual((e as? StoreError)?.errno, ENOSPC)
         }
         // A torn EIO write: the disk still reads the acknowledged bytes (copy-on-write).
-        plan.failNext("data", .write, .init(errno: EIO, landedBytes: 4096))
+        plan.failNext("data.000000", .write, .init(errno: EIO, landedBytes: 4096))
         XCTAssertThrowsError(try bytes(3, 4096).withUnsafeBytes { try pool.write(disk: d.id, offset: 100, data: $0) }) { e in
             XCTAssertEqual((e as? StoreError)?.errno, EIO)
         }
@@ -58,7 +58,7 @@ final class FaultInjectionTests: XCTestCase {
         let d = try pool.createDisk(name: "d")
         try bytes(5).withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
         _ = try pool.createSnapshots([SnapshotRequest(disk: "d", label: "s")])
-        for (file, op) in [("meta", FaultPlan.Op.sync), ("superblock", .write), ("data.refs", .write), ("data", .sync)] {
+        for (file, op) in [("meta", FaultPlan.Op.sync), ("superblock", .write), ("data.refs", .write), ("data.000000", .sync)] {
             plan.failNext(file, op, .init(errno: EIO))
             XCTAssertThrowsError(try pool.sync(), "a failed \(op) of \(file) fails the sync") { e in
                 XCTAssertEqual((e as? StoreError)?.errno, EIO)
@@ -73,7 +73,7 @@ final class FaultInjectionTests: XCTestCase {
         let again = try open()
         XCTAssertTrue(try read(again, again.disk(named: "d")!.id, 0) == bytes(5))
         XCTAssertTrue(try read(again, again.snapshot(named: "d@s")!.id, 0) == bytes(5))
-        XCTAssertTrue(try read(again, again.disk(named: "d")!.id, 131072) == bytes(UInt8(6 + "data".count)))
+        XCTAssertTrue(try read(again, again.disk(named: "d")!.id, 131072) == bytes(UInt8(6 + "data.000000".count)))
         XCTAssertTrue(again.check().isClean)
         try again.close()
     }

@@ -120,7 +120,7 @@ final class FormatAndIntegrityTests: XCTestCase {
         // Chunk of disk offset 65536: find it through the map, then damage it on disk.
         let ro = try Pool.open(directory: dir, options: { var x = o; x.readOnly = true; return x }())
         let chunk = try ro.lock.withLock { try ro.maps.lookup(ro.object(d.id)!.map, 1)!.ptr }
-        try flipByte("data", at: chunk * 65536 + 1234)
+        try flipByte("data.000000", at: chunk * 65536 + 1234)
         let pool2 = try Pool.open(directory: dir, options: o)
         var buf = [UInt8](repeating: 0, count: 4096)
         XCTAssertThrowsError(try buf.withUnsafeMutableBytes { try pool2.read(object: d.id, offset: 65536 + 4096, into: $0) }) { e in
@@ -312,7 +312,7 @@ final class SpaceReturnTests: XCTestCase {
         XCTAssertTrue(pool.check().isClean)
         try pool.close()
         var st = stat()
-        XCTAssertEqual(stat(dir + "/data", &st), 0)
+        XCTAssertEqual(stat(dir + "/data.000000", &st), 0)
         XCTAssertLessThan(Int(st.st_blocks) * 512, 1 << 20, "closing gives the allocated tail back too")
     }
 }

@@ -12,7 +12,7 @@ final class PageCacheTests: XCTestCase {
 
     /// Pages of these chunks of the pool's data file that are in the host's page cache.
     func residentPages(_ chunks: [UInt64], chunkSize: Int) throws -> Int {
-        let fd = open(dir + "/data", O_RDONLY)
+        let fd = open(dir + "/data.000000", O_RDONLY)
         XCTAssertGreaterThanOrEqual(fd, 0)
         defer { close(fd) }
         var st = stat()

@@ -112,6 +112,7 @@ final class PoolModelTests: XCTestCase {
         var options = PoolOptions()
         options.chunkSize = 4096
         options.cacheBlocks = 64   // small: evictions and re-reads get exercised
+        options.dataSegments = SegmentLayout(first: 16384, largest: 65536)   // many segment files
         var pool = try Pool.open(directory: dir, options: options)
         var disks: [String: Image] = [:]
         var snaps: [String: Image] = [:]

@@ -28,6 +28,14 @@ final class PreallocationTests: XCTestCase {
         return Array(buf[0..<got])
     }
 
+    /// Length of the data as the segment files on disk hold it.
+    func dataBytes() throws -> UInt64 {
+        let segments = try FileManager.default.contentsOfDirectory(atPath: dir).compactMap(SegmentLayout.index(ofFileName:))
+        guard let last = segments.max() else { return 0 }
+        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: dir + "/" + SegmentLayout.fileName(last))[.size] as? UInt64)
+        return SegmentLayout.standard.start(of: last) + size
+    }
+
     /// Waits for the background extension (it runs on its own queue).
     func preallocatedEnd(_ pool: Pool) -> UInt64 {
         pool.preallocationQueue.sync {}
@@ -53,7 +61,7 @@ final class PreallocationTests: XCTestCase {
         try pool.sync()
         let committedHigh = pool.lock.withLock { pool.dataRefs.count } * UInt64(16 << 10)
         try pool.close()
-        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: dir + "/data")[.size] as? UInt64)
+        let size = try dataBytes()
         XCTAssertEqual(size, committedHigh, "close gives the tail back")
         let again = try Pool.open(directory: dir, options: options())
         XCTAssertEqual(try read(again, "d", 8 << 20), bytes + [UInt8](repeating: 0, count: 1 << 20) + more + [UInt8](repeating: 0, count: 1 << 20))
@@ -73,7 +81,7 @@ final class PreallocationTests: XCTestCase {
         XCTAssertGreaterThan(preallocatedEnd(pool), high)
         pool.abandon()
         let again = try Pool.open(directory: dir, options: options())
-        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: dir + "/data")[.size] as? UInt64)
+        let size = try dataBytes()
         XCTAssertEqual(size, high, "recovery truncates to the committed high-water mark")
         XCTAssertEqual(try read(again, "d", 3 << 20), committed)
         XCTAssertTrue(again.check().isClean)

@@ -29,5 +29,5 @@ enum Layout {
     static let fanout = 256
     static let fanoutBits = 8
     static let entrySize = 16
-    static let formatVersion: UInt32 = 3
+    static let formatVersion: UInt32 = 4
 }

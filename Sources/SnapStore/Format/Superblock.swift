@@ -12,6 +12,8 @@ struct Superblock: Equatable {
     var incompatFeatures: UInt64 = 0
     var poolUUID: UUID = UUID()
     var chunkSize: UInt32
+    /// How the data chunks are split into segment files; fixed at creation.
+    var segments: SegmentLayout = .standard
     var generation: UInt64
     var objectTree: MapRoot = MapRoot()
     var nextObjectId: UInt64 = 1
@@ -46,6 +48,8 @@ struct Superblock: Equatable {
             b.put(commitMicros, at: 112)
             b.put(commitLogLength, at: 120)
             b.put(commitLogCRC, at: 124)
+            b.put(segments.first, at: 128)
+            b.put(segments.largest, at: 136)
             let crc = crc32c(UnsafeRawBufferPointer(rebasing: b[0..<4092]))
             b.put(crc, at: 4092)
         }
@@ -86,6 +90,8 @@ struct Superblock: Equatable {
             sb.commitMicros = b.get(Int64.self, at: 112)
             sb.commitLogLength = b.get(UInt32.self, at: 120)
             sb.commitLogCRC = b.get(UInt32.self, at: 124)
+            sb.segments = SegmentLayout(first: b.get(UInt64.self, at: 128), largest: b.get(UInt64.self, at: 136))
+            if let why = sb.segments.problem(chunkSize: UInt64(chunk)) { return .invalid(why) }
             return .valid(sb)
         }
     }

@@ -45,6 +45,10 @@ public protocol StorageProvider: Sendable {
     /// A file appended to in small durable writes (the intent log).
     func openLog(_ name: String, create: Bool) throws -> StorageFile
     func exists(_ name: String) -> Bool
+    /// Names of the files in the pool directory.
+    func fileNames() throws -> [String]
+    /// Deletes a file (the directory's flush makes it durable).
+    func remove(_ name: String) throws
     /// fsync of the directory itself, so created files survive a crash.
     func syncDirectory() throws
 }
@@ -169,6 +173,19 @@ public struct PosixDirectory: StorageProvider {
         try PosixFile(path: path + "/" + name, create: create, readOnly: false, durableWrites: true)
     }
     public func exists(_ name: String) -> Bool { access(path + "/" + name, F_OK) == 0 }
+    public func fileNames() throws -> [String] {
+        guard let d = opendir(path) else { throw StoreError.io(errno: errno, "list \(path)") }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+    public func remove(_ name: String) throws {
+        if unlink(path + "/" + name) != 0 && errno != ENOENT { throw StoreError.io(errno: errno, "remove \(path)/\(name)") }
+    }
     public func syncDirectory() throws {
         let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw StoreError.io(errno: errno, "open \(path)") }

@@ -1,12 +1,14 @@
 import Foundation
 
-/// The data file is kept allocated on the host a little ahead of its high-water mark.
-/// After a snapshot every write goes to a new chunk, and on ext4 a buffered write that
-/// must allocate host blocks runs at a third of the speed of one into blocks allocated
-/// with fallocate within the file's size (BENCHMARKS.md; fallocate with KEEP_SIZE past
-/// the end is no faster than nothing). So the file grows ahead of the high-water mark: a
-/// background queue extends it, no write waits for it, and opening or closing the pool
-/// truncates the file back to the committed high-water mark (the tail holds no data).
+/// The data segments are allocated on the host ahead of the high-water mark. After a
+/// snapshot every write goes to a new chunk, and on ext4 a buffered write that must
+/// allocate host blocks runs at a third of the speed of one into blocks allocated with
+/// fallocate within the file's size (BENCHMARKS.md; fallocate with KEEP_SIZE past the end
+/// is no faster than nothing). A background queue allocates the whole segment after the
+/// one new chunks go to: `fallocate` holds its file's inode lock while the host reads
+/// block bitmaps (half a second behind a snapshot's flush: BENCHMARKS.md, session 8),
+/// and no write waits for that lock when it is another segment's. Opening or closing the
+/// pool truncates the data back to the committed high-water mark (the tail holds no data).
 extension Pool {
     struct Preallocation {
         var enabled = true
@@ -22,8 +24,8 @@ extension Pool {
     /// The caller holds `lock`.
     var dataHighWater: UInt64 { dataRefs.count * UInt64(chunkSize) }
 
-    /// How far ahead of the high-water mark: half the data file, from 64 MiB to 1 GiB.
-    /// The caller holds `lock`.
+    /// How much free space the pool keeps allocated: half the data, from 64 MiB to 1 GiB
+    /// (about the segment after the current one). The caller holds `lock`.
     var preallocationMargin: UInt64 {
         min(max(dataHighWater / 2, 64 << 20), 1 << 30)
     }
@@ -48,17 +50,23 @@ extension Pool {
         return preallocation.end > high ? preallocation.end - high : 0
     }
 
-    /// Starts an extension when the high-water mark came within half the margin of the
-    /// allocated end. The caller holds `lock`.
+    /// Where the allocated space should end: with the segment after the one new chunks
+    /// go to. The caller holds `lock`.
+    var preallocationTarget: UInt64 {
+        let layout = dataFile.layout
+        return layout.end(of: layout.segment(of: dataHighWater) + 1)
+    }
+
+    /// Starts an extension when new chunks reached a segment with none allocated after
+    /// it. The caller holds `lock`.
     func preallocateAheadIfNeeded() {
         guard preallocation.enabled, !preallocation.running else { return }
         let high = dataHighWater
-        let margin = preallocationMargin
-        guard preallocation.end < high + margin / 2 else { return }
+        let to = preallocationTarget
+        guard preallocation.end < to else { return }
         let now = DispatchTime.now().uptimeNanoseconds
         guard now >= preallocation.retryAfter else { return }
         let from = max(preallocation.end, high)
-        let to = high + margin
         preallocation.running = true
         let keep = commitReserve + (256 << 20)
         preallocationQueue.async { [self] in

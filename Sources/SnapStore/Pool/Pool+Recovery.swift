@@ -25,7 +25,7 @@ extension Pool {
             return false
         }
         let meta = try provider.open("meta", create: false, readOnly: true)
-        let data = try provider.open("data", create: false, readOnly: true)
+        let data = try SegmentedFile(provider: provider, layout: sb.segments, readOnly: true)
         let metaRefs = try provider.open("meta.refs", create: false, readOnly: true)
         let dataRefs = try provider.open("data.refs", create: false, readOnly: true)
         var block = [UInt8](repeating: 0, count: Layout.blockSize)

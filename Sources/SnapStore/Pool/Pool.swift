@@ -4,7 +4,7 @@ import Glibc
 /// A pool: disks and snapshots as copy-on-write block maps over one directory.
 ///
 /// Files (docs/FORMAT.md): `superblock` (two slots), `meta` (4 KiB metadata blocks:
-/// map nodes and object records), `data` (chunks), `meta.refs` and `data.refs`
+/// map nodes and object records), `data.NNNNNN` (chunks, in segments), `meta.refs` and `data.refs`
 /// (reference counts, shadow-paged), `lock` (one daemon per pool).
 ///
 /// Concurrency: `lock` guards all metadata (short critical sections, never around data
@@ -18,7 +18,7 @@ public final class Pool: @unchecked Sendable {
 
     let sbFile: StorageFile
     let metaFile: StorageFile
-    let dataFile: StorageFile
+    let dataFile: SegmentedFile
     let metaRefs: RefcountTable
     let dataRefs: RefcountTable
     let meta: MetaStore
@@ -124,13 +124,13 @@ public final class Pool: @unchecked Sendable {
                 guard others.isEmpty else {
                     throw StoreError.refused("\(dir) is not a snapfs pool and not empty (no superblock; found \(others.sorted().prefix(3).joined(separator: ", ")))")
                 }
-                try Self.format(provider, chunkSize: options.chunkSize)
+                try Self.format(provider, chunkSize: options.chunkSize, segments: options.dataSegments)
             }
             let ro = options.readOnly
             sbFile = try provider.open("superblock", create: false, readOnly: ro)
             let sb = try Self.newestIntactCommit(sbFile: sbFile, provider: provider, readOnly: ro, path: dir)
             metaFile = try provider.open("meta", create: false, readOnly: ro)
-            dataFile = try provider.open("data", create: false, readOnly: ro)
+            dataFile = try SegmentedFile(provider: provider, layout: sb.segments, readOnly: ro)
             let txn = sb.generation + 1
             metaRefs = RefcountTable(name: "meta", file: try provider.open("meta.refs", create: false, readOnly: ro), txn: txn)
             dataRefs = RefcountTable(name: "data", file: try provider.open("data.refs", create: false, readOnly: ro), txn: txn)
@@ -214,17 +214,20 @@ public final class Pool: @unchecked Sendable {
     }
 
     /// Writes an empty pool: generation 1, no objects.
-    private static func format(_ provider: StorageProvider, chunkSize: Int) throws {
+    private static func format(_ provider: StorageProvider, chunkSize: Int, segments: SegmentLayout) throws {
         guard chunkSize >= 4096, chunkSize <= 1 << 20, chunkSize & (chunkSize - 1) == 0 else {
             throw StoreError.invalidArgument("chunk size must be a power of two from 4K to 1M (got \(chunkSize))")
         }
-        for name in ["meta", "data", "meta.refs", "data.refs"] {
+        if let why = segments.problem(chunkSize: UInt64(chunkSize)) { throw StoreError.invalidArgument(why) }
+        // The data segments are created by the first write into each.
+        for name in ["meta", "meta.refs", "data.refs"] {
             let f = try provider.open(name, create: true, readOnly: false)
             try f.truncate(to: 0)
             try f.sync()
         }
-        let sb = Superblock(chunkSize: UInt32(chunkSize), generation: 1,
+        var sb = Superblock(chunkSize: UInt32(chunkSize), generation: 1,
                             createdMicros: Int64(Date().timeIntervalSince1970 * 1e6))
+        sb.segments = segments
         let metaRefs = RefcountTable(name: "meta", file: try provider.open("meta.refs", create: false, readOnly: false), txn: 1)
         let dataRefs = RefcountTable(name: "data", file: try provider.open("data.refs", create: false, readOnly: false), txn: 1)
         // Page 0 of each table (holding the reserved entry 0) must exist on disk.
