@@ -186,3 +186,57 @@ final class DataSegmentTests: XCTestCase {
         }
     }
 }
+
+/// Format 3 pools (all chunks in one `data` file) are still opened, and stay format 3.
+final class FormatThreeTests: XCTestCase {
+    var dir = ""
+    override func setUp() { dir = NSTemporaryDirectory() + "snapfs-format3-\(UUID().uuidString)" }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// The format version of each written superblock slot.
+    func superblockVersions() throws -> Set<UInt32> {
+        let bytes = try XCTUnwrap(FileManager.default.contents(atPath: dir + "/superblock"))
+        var versions = Set<UInt32>()
+        for slot in 0..<2 where bytes.count >= (slot + 1) * 4096 && bytes[slot * 4096] != 0 {
+            versions.insert(bytes[(slot * 4096 + 8)..<(slot * 4096 + 12)].reversed().reduce(0) { $0 << 8 | UInt32($1) })
+        }
+        return versions
+    }
+
+    func testAFormatThreePoolKeepsItsSingleDataFile() throws {
+        var o = PoolOptions()
+        o.backgroundCommits = false
+        o.dataSegments = .singleFile
+        let pool = try Pool.open(directory: dir, options: o)
+        XCTAssertEqual(try superblockVersions(), [3], "created as format 3")
+        let d = try pool.createDisk(name: "d", size: 8 << 20)
+        let a = (0..<(6 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 13) }
+        try a.withUnsafeBytes { try pool.write(disk: d.id, offset: 0, data: $0) }
+        _ = try pool.createSnapshots([SnapshotRequest(disk: "d", label: "s")])
+        let b = [UInt8](repeating: 0x5C, count: 3 << 20)
+        try b.withUnsafeBytes { try pool.write(disk: d.id, offset: 1 << 20, data: $0) }
+        try pool.sync()
+        pool.preallocationQueue.sync {}
+        let high = pool.lock.withLock { pool.dataHighWater }
+        XCTAssertGreaterThanOrEqual(pool.lock.withLock { pool.preallocation.end }, high + (32 << 20), "the single file is allocated ahead")
+        try pool.close()
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir)
+        XCTAssertTrue(files.contains("data"))
+        XCTAssertFalse(files.contains { $0.hasPrefix("data.0") }, "no segment files: \(files)")
+        XCTAssertEqual(try superblockVersions(), [3], "commits keep format 3")
+
+        var plain = PoolOptions()   // the default layout is ignored for an existing pool
+        plain.backgroundCommits = false
+        let again = try Pool.open(directory: dir, options: plain)
+        var disk = [UInt8](repeating: 0, count: 6 << 20), snap = disk
+        _ = try disk.withUnsafeMutableBytes { try again.read(object: again.disk(named: "d")!.id, offset: 0, into: $0) }
+        _ = try snap.withUnsafeMutableBytes { try again.read(object: again.snapshot(named: "d@s")!.id, offset: 0, into: $0) }
+        var expected = a
+        expected.replaceSubrange((1 << 20)..<(4 << 20), with: b)
+        XCTAssertTrue(disk == expected)
+        XCTAssertTrue(snap == a)
+        XCTAssertTrue(again.check().isClean, again.check().problems.joined(separator: "\n"))
+        try again.close()
+        XCTAssertEqual(try superblockVersions(), [3])
+    }
+}

@@ -30,4 +30,6 @@ enum Layout {
     static let fanoutBits = 8
     static let entrySize = 16
     static let formatVersion: UInt32 = 4
+    /// Format 3 pools (one `data` file) are read and written as format 3.
+    static let oldestReadableVersion: UInt32 = 3
 }

@@ -69,8 +69,8 @@ struct Superblock: Equatable {
             guard version <= Layout.formatVersion else {
                 return .unsupported("pool format version \(version) is newer than this snapfs supports (\(Layout.formatVersion))")
             }
-            guard version == Layout.formatVersion else {
-                return .unsupported("pool format version \(version) is older than this snapfs supports (\(Layout.formatVersion)); no converter exists")
+            guard version >= Layout.oldestReadableVersion else {
+                return .unsupported("pool format version \(version) is older than this snapfs supports (\(Layout.oldestReadableVersion)–\(Layout.formatVersion)); no converter exists")
             }
             let incompat = b.get(UInt64.self, at: 16)
             guard incompat == 0 else { return .unsupported("pool uses unknown features 0x\(String(incompat, radix: 16))") }
@@ -90,7 +90,9 @@ struct Superblock: Equatable {
             sb.commitMicros = b.get(Int64.self, at: 112)
             sb.commitLogLength = b.get(UInt32.self, at: 120)
             sb.commitLogCRC = b.get(UInt32.self, at: 124)
+            // Format 3 is format 4 with all data in one file (offsets 128 and 136 zero).
             sb.segments = SegmentLayout(first: b.get(UInt64.self, at: 128), largest: b.get(UInt64.self, at: 136))
+            guard sb.segments.isSingleFile == (version == 3) else { return .invalid("data segment sizes do not match format \(version)") }
             if let why = sb.segments.problem(chunkSize: UInt64(chunk)) { return .invalid(why) }
             return .valid(sb)
         }

@@ -21,7 +21,7 @@ final class SegmentedFile: StorageFile, @unchecked Sendable {
         self.layout = layout
         self.readOnly = readOnly
         Self.raiseOpenFileLimit()
-        for k in try existingSegments() { segments[k] = try provider.open(SegmentLayout.fileName(k), create: false, readOnly: readOnly) }
+        for k in try existingSegments() { segments[k] = try provider.open(layout.fileName(k), create: false, readOnly: readOnly) }
     }
 
     /// A pool with a terabyte of data has a thousand segments open: lift the soft limit on
@@ -35,13 +35,13 @@ final class SegmentedFile: StorageFile, @unchecked Sendable {
     }
 
     private func existingSegments() throws -> [UInt64] {
-        try provider.fileNames().compactMap(SegmentLayout.index(ofFileName:)).sorted()
+        try provider.fileNames().compactMap(layout.segmentIndex(ofFileName:)).sorted()
     }
 
     /// The segment's file; nil if it does not exist and `create` is false.
     private func segment(_ k: UInt64, create: Bool) throws -> StorageFile? {
         if let f = lock.withLock({ segments[k] }) { return f }
-        let name = SegmentLayout.fileName(k)
+        let name = layout.fileName(k)
         // Another process (the daemon, while `check` reads) may have created it since.
         guard (create && !readOnly) || provider.exists(name) else { return nil }
         let f = try provider.open(name, create: create && !readOnly, readOnly: readOnly)
@@ -55,7 +55,7 @@ final class SegmentedFile: StorageFile, @unchecked Sendable {
 
     private func writable(_ k: UInt64) throws -> StorageFile {
         guard let f = try segment(k, create: true) else {
-            throw StoreError.readOnly("data segment \(SegmentLayout.fileName(k)) opened read-only")
+            throw StoreError.readOnly("data segment \(layout.fileName(k)) opened read-only")
         }
         return f
     }
@@ -160,7 +160,7 @@ final class SegmentedFile: StorageFile, @unchecked Sendable {
         let known = lock.withLock { Set(segments.keys) }.union(try existingSegments())
         for s in known.filter({ $0 >= removeFrom }).sorted(by: >) {
             lock.withLock { segments[s] = nil; unsynced.remove(s); directoryUnsynced = true }
-            try provider.remove(SegmentLayout.fileName(s))
+            try provider.remove(layout.fileName(s))
         }
         if removeFrom > k { try segment(k, create: false)?.truncate(to: local) }
     }

@@ -54,6 +54,11 @@ extension Pool {
     /// go to. The caller holds `lock`.
     var preallocationTarget: UInt64 {
         let layout = dataFile.layout
+        // Format 3's single file: a margin ahead, extended once half of it is used.
+        if layout.isSingleFile {
+            let high = dataHighWater, margin = preallocationMargin
+            return preallocation.end < high + margin / 2 ? high + margin : preallocation.end
+        }
         return layout.end(of: layout.segment(of: dataHighWater) + 1)
     }
 

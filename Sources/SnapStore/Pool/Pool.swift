@@ -219,8 +219,9 @@ public final class Pool: @unchecked Sendable {
             throw StoreError.invalidArgument("chunk size must be a power of two from 4K to 1M (got \(chunkSize))")
         }
         if let why = segments.problem(chunkSize: UInt64(chunkSize)) { throw StoreError.invalidArgument(why) }
-        // The data segments are created by the first write into each.
-        for name in ["meta", "meta.refs", "data.refs"] {
+        // The data segments are created by the first write into each; format 3's single
+        // `data` file exists from the start (as format 3 readers expect).
+        for name in ["meta", "meta.refs", "data.refs"] + (segments.isSingleFile ? ["data"] : []) {
             let f = try provider.open(name, create: true, readOnly: false)
             try f.truncate(to: 0)
             try f.sync()
@@ -228,6 +229,7 @@ public final class Pool: @unchecked Sendable {
         var sb = Superblock(chunkSize: UInt32(chunkSize), generation: 1,
                             createdMicros: Int64(Date().timeIntervalSince1970 * 1e6))
         sb.segments = segments
+        if segments.isSingleFile { sb.formatVersion = 3 }
         let metaRefs = RefcountTable(name: "meta", file: try provider.open("meta.refs", create: false, readOnly: false), txn: 1)
         let dataRefs = RefcountTable(name: "data", file: try provider.open("data.refs", create: false, readOnly: false), txn: 1)
         // Page 0 of each table (holding the reserved entry 0) must exist on disk.
