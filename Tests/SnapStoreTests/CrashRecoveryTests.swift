@@ -42,9 +42,18 @@ final class CrashRecoveryTests: XCTestCase {
     }
 
     func testKillAtRandomIOPoints() throws {
+        try killAtRandomIOPoints(trials: 120, layout: SegmentLayout(first: 16384, largest: 65536))   // many segment files
+    }
+
+    /// The same in a format 3 pool (all chunks in one `data` file).
+    func testKillAtRandomIOPointsInAFormatThreePool() throws {
+        try killAtRandomIOPoints(trials: 40, layout: .singleFile)
+    }
+
+    func killAtRandomIOPoints(trials: Int, layout: SegmentLayout) throws {
         var rng = PoolModelTests.RNG(state: 42)
         var killPoints = 0
-        for trial in 0..<120 {
+        for trial in 0..<trials {
             let dir = NSTemporaryDirectory() + "snapfs-crash-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let crash = CrashSwitch(seed: UInt64(trial) + 1)
@@ -52,7 +61,7 @@ final class CrashRecoveryTests: XCTestCase {
             options.chunkSize = 4096
             options.backgroundCommits = false
             options.cacheBlocks = 64
-            options.dataSegments = SegmentLayout(first: 16384, largest: 65536)   // many segment files
+            options.dataSegments = layout
             options.storage = CrashingStorage(directory: dir, crash: crash)
             let pool = try Pool.open(directory: dir, options: options)
             var model = State()
@@ -134,7 +143,7 @@ final class CrashRecoveryTests: XCTestCase {
             XCTAssertTrue(report.isClean, "trial \(trial): " + report.problems.prefix(5).joined(separator: "; "))
             try reopened.close()
         }
-        XCTAssertGreaterThan(killPoints, 60, "too few trials reached their kill point")
+        XCTAssertGreaterThan(killPoints, trials / 2, "too few trials reached their kill point")
     }
 
     /// A power cut while a commit flushes: some files' flushes completed, the rest lose a
