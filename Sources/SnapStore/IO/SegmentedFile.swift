@@ -112,24 +112,16 @@ final class SegmentedFile: StorageFile, @unchecked Sendable {
             defer { unsynced = []; directoryUnsynced = false }
             return (unsynced.compactMap { segments[$0] }, unsynced, directoryUnsynced)
         }
-        let failures = FirstError()
-        if files.count == 1 {
-            do { try files[0].sync() } catch { failures.record(error) }
-        } else if files.count > 1 {
-            DispatchQueue.concurrentPerform(iterations: files.count) { i in
-                do { try files[i].sync() } catch { failures.record(error) }
-            }
-        }
-        if failures.error == nil && newFiles {
-            do { try provider.syncDirectory() } catch { failures.record(error) }
-        }
-        if let e = failures.error {
+        do {
+            try syncConcurrently(files)
+            if newFiles { try provider.syncDirectory() }
+        } catch {
             // Not flushed: the next sync must try again.
             lock.withLock {
                 unsynced.formUnion(dirty)
                 if newFiles { directoryUnsynced = true }
             }
-            throw e
+            throw error
         }
     }
 

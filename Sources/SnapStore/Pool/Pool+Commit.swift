@@ -262,19 +262,6 @@ extension Pool {
         try sb.write(to: sbFile)
         // One flush of everything: the host merges concurrent cache flushes, so this costs
         // about one flush. A crash before it completes leaves a commit the log exposes as torn.
-        let files = [dataFile, metaFile, metaRefs.file, dataRefs.file, sbFile]
-        let failures = FirstError()
-        DispatchQueue.concurrentPerform(iterations: files.count) { i in
-            do { try files[i].sync() } catch { failures.record(error) }
-        }
-        if let e = failures.error { throw e }
+        try syncConcurrently([dataFile, metaFile, metaRefs.file, dataRefs.file, sbFile])
     }
-}
-
-/// The first error of several concurrent operations.
-final class FirstError: @unchecked Sendable {
-    private let lock = Mutex()
-    private var first: Error?
-    func record(_ e: Error) { lock.withLock { if first == nil { first = e } } }
-    var error: Error? { lock.withLock { first } }
 }
