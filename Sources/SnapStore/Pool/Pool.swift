@@ -16,6 +16,8 @@ public final class Pool: @unchecked Sendable {
     public let chunkSize: Int
     let readOnly: Bool
 
+    /// The pool directory's files (real, or a test's fault-injecting provider).
+    let storage: StorageProvider
     let sbFile: StorageFile
     let metaFile: StorageFile
     let dataFile: SegmentedFile
@@ -107,6 +109,7 @@ public final class Pool: @unchecked Sendable {
             throw StoreError.refused("\(dir) is not a directory")
         }
         let provider = options.storage ?? PosixDirectory(path: dir)
+        storage = provider
         // A folder that is neither a pool nor empty is refused before anything (even the
         // lock file) is written into it.
         if !provider.exists("superblock") {
@@ -129,6 +132,7 @@ public final class Pool: @unchecked Sendable {
             let ro = options.readOnly
             sbFile = try provider.open("superblock", create: false, readOnly: ro)
             let sb = try Self.newestIntactCommit(sbFile: sbFile, provider: provider, readOnly: ro, path: dir)
+            if !ro { try Self.removeUpgradeLeftovers(provider, layout: sb.segments) }
             metaFile = try provider.open("meta", create: false, readOnly: ro)
             dataFile = try SegmentedFile(provider: provider, layout: sb.segments, readOnly: ro)
             let txn = sb.generation + 1
@@ -368,6 +372,11 @@ public final class Pool: @unchecked Sendable {
                      creationTime: o.created, freezeMicros: o.freezeMicros, description: o.descriptionText,
                      tags: o.tags, retentionDays: o.retentionDays)
     }
+
+    /// The on-disk format of the last commit (docs/FORMAT.md).
+    public var formatVersion: UInt32 { lock.withLock { superblock.formatVersion } }
+    /// The format new pools get and `upgrade` moves old ones to.
+    public static var currentFormatVersion: UInt32 { Layout.formatVersion }
 
     public func disks() -> [DiskInfo] {
         lock.withLock { objects.values.filter { $0.kind == .disk }.map(diskInfo).sorted { $0.name < $1.name } }
