@@ -29,15 +29,6 @@ func makeFormatThreePool(at pool: String, dataMiB: Int, reference: String) throw
     try p.close()
 }
 
-/// The format version in each superblock slot.
-func superblockVersions(_ pool: String) throws -> [UInt32] {
-    let fd = try Sys.open(pool + "/superblock", O_RDONLY)
-    defer { try? Sys.close(fd) }
-    return try (0..<2).map { slot in
-        try Sys.pread(fd, 4, slot * 4096 + 8).reversed().reduce(0) { $0 << 8 | UInt32($1) }
-    }
-}
-
 /// `snapfs pool upgrade`, offline, on real format 3 pools.
 final class PoolUpgradeCLITests: CLITestCase {
     override func makePool() throws -> MountedPool { try MountedPool(mount: false) }
@@ -48,7 +39,7 @@ final class PoolUpgradeCLITests: CLITestCase {
     func testKill9DuringTheUpgradeLosesNothing() throws {
         let reference = m.root + "/reference.img"
         try makeFormatThreePool(at: m.pool, dataMiB: 160, reference: reference)
-        XCTAssertEqual(try superblockVersions(m.pool), [3, 3])
+        XCTAssertEqual(try PoolFiles.superblockVersions(m.pool), [3, 3])
         var killed = 0
         // Each run starts over (a cut-short copy is removed at the next open), so each
         // kill lands `delay` into a whole upgrade: open, copy, switch, removal.
@@ -66,12 +57,12 @@ final class PoolUpgradeCLITests: CLITestCase {
             killed += 1
             let check = m.cli(["check"], timeout: 300)
             XCTAssertEqual(check.status, 0, "after SIGKILL at \(delay) s: \(check)")
-            print("pool upgrade: SIGKILL at \(delay) s, then format \(try superblockVersions(m.pool)), check clean")
+            print("pool upgrade: SIGKILL at \(delay) s, then format \(try PoolFiles.superblockVersions(m.pool)), check clean")
         }
         XCTAssertGreaterThan(killed, 0, "the upgrade finished before the first kill")
         let done = ok(["pool", "upgrade"])
         XCTAssertTrue(done.stdout.contains("format 3 -> 4") || done.stdout.contains("already format 4"), done.stdout)
-        XCTAssertEqual(try superblockVersions(m.pool), [4, 4])
+        XCTAssertEqual(try PoolFiles.superblockVersions(m.pool), [4, 4])
         let files = try FileManager.default.contentsOfDirectory(atPath: m.pool)
         XCTAssertFalse(files.contains("data"), "old data file removed: \(files)")
         XCTAssertTrue(files.contains("data.000000") && files.contains("data.000003"), "segment files: \(files.sorted())")
@@ -85,7 +76,7 @@ final class PoolUpgradeCLITests: CLITestCase {
         try Sys.close(fd)
         try m.unmount()
         ok(["check"])
-        XCTAssertEqual(try superblockVersions(m.pool), [4, 4], "commits keep format 4")
+        XCTAssertEqual(try PoolFiles.superblockVersions(m.pool), [4, 4], "commits keep format 4")
     }
 
     func testUpgradeRefusesAMountedPoolAndLeavesACurrentOneAlone() throws {
@@ -110,7 +101,7 @@ final class PoolUpgradeSpaceTests: CLITestCase {
         let reference = m.root + "/reference.img"
         try makeFormatThreePool(at: m.pool, dataMiB: 56, reference: reference)
         fails(["pool", "upgrade"], "MiB free on the host")
-        XCTAssertEqual(try superblockVersions(m.pool), [3, 3])
+        XCTAssertEqual(try PoolFiles.superblockVersions(m.pool), [3, 3])
         let files = try FileManager.default.contentsOfDirectory(atPath: m.pool)
         XCTAssertTrue(files.contains("data"))
         XCTAssertFalse(files.contains { $0.hasPrefix("data.0") }, "no copy left behind: \(files)")

@@ -195,12 +195,7 @@ final class FormatThreeTests: XCTestCase {
 
     /// The format version of each written superblock slot.
     func superblockVersions() throws -> Set<UInt32> {
-        let bytes = try XCTUnwrap(FileManager.default.contents(atPath: dir + "/superblock"))
-        var versions = Set<UInt32>()
-        for slot in 0..<2 where bytes.count >= (slot + 1) * 4096 && bytes[slot * 4096] != 0 {
-            versions.insert(bytes[(slot * 4096 + 8)..<(slot * 4096 + 12)].reversed().reduce(0) { $0 << 8 | UInt32($1) })
-        }
-        return versions
+        Set(try PoolFiles.superblockVersions(dir).filter { $0 != 0 })
     }
 
     func testAFormatThreePoolKeepsItsSingleDataFile() throws {

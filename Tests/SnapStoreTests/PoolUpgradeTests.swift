@@ -59,13 +59,6 @@ final class PoolUpgradeTests: XCTestCase {
         return out
     }
 
-    func superblockVersions(_ path: String) throws -> [UInt32] {
-        let bytes = try XCTUnwrap(FileManager.default.contents(atPath: path + "/superblock"))
-        return (0..<2).map { slot in
-            bytes[(slot * 4096 + 8)..<(slot * 4096 + 12)].reversed().reduce(0) { $0 << 8 | UInt32($1) }
-        }
-    }
-
     func segmentFiles(_ path: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: path).filter { SegmentLayout.index(ofFileName: $0) != nil }.sorted()
     }
@@ -96,7 +89,7 @@ final class PoolUpgradeTests: XCTestCase {
 
     func testUpgradeMovesTheDataIntoSegmentFiles() throws {
         let expected = try makeFormatThreePool(at: dir)
-        XCTAssertEqual(try superblockVersions(dir), [3, 3])
+        XCTAssertEqual(try PoolFiles.superblockVersions(dir), [3, 3])
         let report = try Pool.upgrade(directory: dir, to: small, options: options)
         XCTAssertEqual(report.fromVersion, 3)
         XCTAssertEqual(report.toVersion, 4)
@@ -104,7 +97,7 @@ final class PoolUpgradeTests: XCTestCase {
         XCTAssertEqual(report.segmentFiles, segments.count)
         XCTAssertGreaterThan(segments.count, 8, "the data spans many 64-256 KiB segments: \(segments)")
         XCTAssertGreaterThan(report.copiedBytes, 4 << 20)
-        XCTAssertEqual(try superblockVersions(dir), [4, 4], "both superblock slots describe the new layout")
+        XCTAssertEqual(try PoolFiles.superblockVersions(dir), [4, 4], "both superblock slots describe the new layout")
         XCTAssertEqual(try verify(dir, expected, "after the upgrade"), 4)
 
         // The upgraded pool works: writes, a snapshot, a reopen.
