@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["SnapStore"]),
         .testTarget(name: "SnapStoreTests", dependencies: ["SnapStore", "TestSupport"]),
         .testTarget(name: "SnapFSTests", dependencies: ["SnapFS", "SnapStore", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "SnapStore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "SnapStore", "FUSEBridge"]),
     ],
     swiftLanguageModes: [.v6]
 )

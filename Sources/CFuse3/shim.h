@@ -11,7 +11,10 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/vfs.h>
 #include <linux/falloc.h>
+#include <linux/magic.h>
 
 // Swift cannot call function-like macros; these wrap the ones snapfs needs.
 
@@ -31,5 +34,16 @@ static inline void snapfs_fi_set_keep_cache(struct fuse_file_info *fi, int on) {
 static inline void snapfs_fi_set_direct_io(struct fuse_file_info *fi, int on) { fi->direct_io = on ? 1 : 0; }
 static inline void snapfs_fi_set_noflush(struct fuse_file_info *fi, int on) { fi->noflush = on ? 1 : 0; }
 static inline void snapfs_fi_set_cache_readdir(struct fuse_file_info *fi, int on) { fi->cache_readdir = on ? 1 : 0; }
+
+/// The bdi name of a mount's device, "MAJOR:MINOR", as sysfs spells it (major/minor are macros).
+static inline unsigned snapfs_dev_major(dev_t d) { return major(d); }
+static inline unsigned snapfs_dev_minor(dev_t d) { return minor(d); }
+
+/// 1 if `path` is on a FUSE filesystem, 0 if not, -1 with errno set (statfs's f_type).
+static inline int snapfs_is_fuse(const char *path) {
+    struct statfs s;
+    if (statfs(path, &s) != 0) return -1;
+    return s.f_type == FUSE_SUPER_MAGIC ? 1 : 0;
+}
 
 #endif

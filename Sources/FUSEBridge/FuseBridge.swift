@@ -34,6 +34,7 @@ public final class FuseBridge: KernelCacheInvalidator, @unchecked Sendable {
     let readBuffers = ReadBuffers()
     private let sessionLock = NSLock()
     private var session: OpaquePointer?
+    private var mountpoint = ""
 
     public init(fileSystem: FileSystem, options: Options = Options()) {
         fs = fileSystem
@@ -49,6 +50,7 @@ public final class FuseBridge: KernelCacheInvalidator, @unchecked Sendable {
     /// until unmounted or SIGINT/SIGTERM/SIGHUP, then unmounts. Call it from a plain thread
     /// (the main thread is best: the kernel prefers it for process signals), never a Task.
     public func run(mountpoint: String) throws {
+        self.mountpoint = mountpoint
         var args = snapfs_args_init()
         defer { fuse_opt_free_args(&args) }
         // default_permissions: the kernel checks mode bits, so other users can read but
@@ -93,6 +95,18 @@ public final class FuseBridge: KernelCacheInvalidator, @unchecked Sendable {
         }
         // rc > 0 is the signal that ended the loop: a normal stop.
         if rc < 0 { throw Failure(description: "FUSE session failed: \(String(cString: strerror(-rc)))") }
+    }
+
+    /// INIT arrived (on a loop thread, before its reply). Settings that INIT would undo
+    /// are made from another thread, which waits for the reply.
+    func initialized() {
+        guard geteuid() == 0 else { return }   // sysfs is root's
+        let mountpoint = self.mountpoint
+        Thread.detachNewThread {
+            if let why = Readahead.raise(mountpoint: mountpoint) {
+                FileHandle.standardError.write(Data("snapfs: readahead stays at the kernel's default: \(why)\n".utf8))
+            }
+        }
     }
 
     private func setSession(_ se: OpaquePointer?) {

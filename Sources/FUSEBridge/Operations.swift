@@ -11,8 +11,9 @@ import SnapFS
 extension FuseBridge {
     static func operations() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
-        ops.`init` = { _, conn in
+        ops.`init` = { userdata, conn in
             if let conn { FuseBridge.negotiate(&conn.pointee) }
+            if let userdata { Unmanaged<FuseBridge>.fromOpaque(userdata).takeUnretainedValue().initialized() }
         }
 
         // MARK: names and attributes
