@@ -125,6 +125,22 @@ final class SegmentedFile: StorageFile, @unchecked Sendable {
         }
     }
 
+    func readIfCached(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Bool {
+        var all = true
+        pieces(offset, UInt64(buffer.count)) { k, local, r in
+            guard all else { return }
+            let dst = UnsafeMutableRawBufferPointer(rebasing: buffer[Int(r.lowerBound)..<Int(r.upperBound)])
+            all = (try? segment(k, create: false))??.readIfCached(into: dst, at: local) ?? false
+        }
+        return all
+    }
+
+    func prefetch(at offset: UInt64, length: UInt64) {
+        pieces(offset, length) { k, local, r in
+            (try? segment(k, create: false))??.prefetch(at: local, length: UInt64(r.count))
+        }
+    }
+
     func dropCache(at offset: UInt64, length: UInt64) {
         pieces(offset, length) { k, local, r in
             (try? segment(k, create: false))??.dropCache(at: local, length: UInt64(r.count))

@@ -17,6 +17,11 @@ public protocol StorageFile: AnyObject, Sendable {
     /// Drops the range's clean pages from the host's page cache (a hint; never changes
     /// what reads return).
     func dropCache(at offset: UInt64, length: UInt64)
+    /// Fills the whole buffer from the host's page cache and returns true, or returns false
+    /// without waiting for the device (then `read` must be used; so too at end of file).
+    func readIfCached(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Bool
+    /// Starts reading the range into the host's page cache without waiting (a hint).
+    func prefetch(at offset: UInt64, length: UInt64)
     /// Deallocates the range (reads as zeros afterwards).
     func punchHole(at offset: UInt64, length: UInt64) throws
     /// Allocates host blocks for the range, growing the file to its end if shorter; the
@@ -31,6 +36,8 @@ public protocol StorageFile: AnyObject, Sendable {
 
 extension StorageFile {
     public func dropCache(at offset: UInt64, length: UInt64) {}
+    public func readIfCached(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Bool { false }
+    public func prefetch(at offset: UInt64, length: UInt64) {}
     public func preallocate(at offset: UInt64, length: UInt64) throws {}
 
     public func writeDurably(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
@@ -105,6 +112,21 @@ public final class PosixFile: StorageFile {
             done += n
         }
         return done
+    }
+
+    public func readIfCached(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Bool {
+        var done = 0
+        while done < buffer.count {
+            let n = snap_pread_nowait(fd, buffer.baseAddress! + done, buffer.count - done, Int64(offset) + Int64(done))
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }   // EAGAIN: not cached; 0: end of file; errors: `read` reports them
+            done += n
+        }
+        return true
+    }
+
+    public func prefetch(at offset: UInt64, length: UInt64) {
+        _ = snap_prefetch(fd, Int64(offset), Int64(length))
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {

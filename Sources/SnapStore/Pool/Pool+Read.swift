@@ -3,7 +3,19 @@ import Foundation
 /// Reading the bytes of disks and snapshots. A request is served a leaf at a time: one
 /// map walk per leaf, one `pread` per run of adjacent whole chunks, a checksum per chunk,
 /// so small chunks cost no more system calls than large ones.
+///
+/// The runs of a leaf that lie apart in the data file (a disk rewritten at random, a
+/// snapshot of one) are first read only from the host's page cache; the ones it lacks
+/// are all asked of the device at once before any is waited for, so a cold read of
+/// scattered chunks keeps the device busy with many reads instead of one at a time.
 extension Pool {
+    /// Whole chunks adjacent in the data file, and where their bytes go in the request.
+    private struct Run {
+        var entries: [MapTree.Entry]
+        var destination: Range<Int>
+        var firstIndex: UInt64
+    }
+
     public func read(object id: ObjectID, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard let o = lock.withLock({ objects[id] }) else { throw StoreError.notFound("no object with id \(id)") }
         o.io.readLock()
@@ -20,6 +32,7 @@ extension Pool {
             let first = (offset + UInt64(done)) / cs
             let count = Int(min(lastIndex, MapTree.lastIndexOfLeaf(first)) - first + 1)
             let entries = try lock.withLock { try maps.lookupLeafRange(o.map, first: first, count: count) }
+            var runs: [Run] = []
             var k = 0
             while k < count {
                 let inChunk = Int((offset + UInt64(done)) % cs)
@@ -44,12 +57,37 @@ extension Pool {
                     run.append(next)
                 }
                 let bytes = run.count * chunkSize
-                try readChunks(run, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + bytes)]),
-                               object: o, firstIndex: first + UInt64(k))
+                runs.append(Run(entries: run, destination: done..<(done + bytes), firstIndex: first + UInt64(k)))
                 done += bytes; k += run.count
             }
+            try readRuns(runs, into: buffer, object: o)
         }
         return total
+    }
+
+    /// One run is read as it is. Several: those the page cache holds are taken from it, the
+    /// rest prefetched together, then read (each waits only for its own bytes).
+    private func readRuns(_ runs: [Run], into buffer: UnsafeMutableRawBufferPointer, object o: PoolObject) throws {
+        let cs = UInt64(chunkSize)
+        func destination(_ r: Run) -> UnsafeMutableRawBufferPointer {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[r.destination])
+        }
+        guard runs.count > 1 else {
+            if let r = runs.first { try readChunks(r.entries, into: destination(r), object: o, firstIndex: r.firstIndex) }
+            return
+        }
+        var missing: [Run] = []
+        for r in runs {
+            if dataFile.readIfCached(into: destination(r), at: r.entries[0].ptr * cs) {
+                try verifyChunks(r.entries, in: destination(r), object: o, firstIndex: r.firstIndex)
+            } else {
+                missing.append(r)
+            }
+        }
+        if missing.count > 1 {
+            for r in missing { dataFile.prefetch(at: r.entries[0].ptr * cs, length: UInt64(r.destination.count)) }
+        }
+        for r in missing { try readChunks(r.entries, into: destination(r), object: o, firstIndex: r.firstIndex) }
     }
 
     /// Reads chunks stored next to each other (entries[i].ptr == entries[0].ptr + i) with
@@ -60,6 +98,11 @@ extension Pool {
         if got < bytes {
             UnsafeMutableRawBufferPointer(rebasing: dst[got..<bytes]).initializeMemory(as: UInt8.self, repeating: 0)
         }
+        try verifyChunks(entries, in: dst, object: o, firstIndex: firstIndex)
+    }
+
+    /// Checks each chunk read into `dst` against its checksum: wrong bytes are never returned.
+    private func verifyChunks(_ entries: [MapTree.Entry], in dst: UnsafeMutableRawBufferPointer, object o: PoolObject, firstIndex: UInt64) throws {
         for (k, e) in entries.enumerated() {
             let actual = crc32c(UnsafeRawBufferPointer(rebasing: dst[(k * chunkSize)..<((k + 1) * chunkSize)]))
             if actual != e.crc {
