@@ -17,6 +17,11 @@ enum Readahead {
         "/sys/class/bdi/\(snapfs_dev_major(device)):\(snapfs_dev_minor(device))/read_ahead_kb"
     }
 
+    /// The value of a read_ahead_kb file, or nil if it cannot be read.
+    static func kiB(at path: String) -> Int? {
+        (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
     /// Raises the readahead of the filesystem mounted at `mountpoint` to `wantedKiB`, unless
     /// it is already at least that (an administrator's larger value stays). Call it once
     /// INIT may have been answered: the stat() waits for INIT, whose reply would otherwise
@@ -30,10 +35,7 @@ enum Readahead {
             return "\(mountpoint) is no longer a FUSE mount"
         }
         let path = sysfsPath(device: st.st_dev)
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-              let current = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            return "cannot read \(path)"
-        }
+        guard let current = kiB(at: path) else { return "cannot read \(path)" }
         guard current < wantedKiB else { return nil }
         let fd = open(path, O_WRONLY)
         guard fd >= 0 else { return "\(path): \(String(cString: strerror(errno)))" }

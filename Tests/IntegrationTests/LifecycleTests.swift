@@ -66,9 +66,7 @@ final class ReadaheadTests: MountedTestCase {
         return Readahead.sysfsPath(device: st.st_dev)
     }
 
-    private func value(_ knob: String) -> Int? {
-        (try? String(contentsOfFile: knob, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-    }
+    private func value(_ knob: String) -> Int? { Readahead.kiB(at: knob) }
 
     func testMountRaisesReadaheadAndReadsStayCorrect() throws {
         let mine = try knob(m.mountpoint)
