@@ -2,7 +2,7 @@
 /// request does not allocate (and the allocator does not map and unmap) 64 KiB each time.
 final class ChunkBuffers: @unchecked Sendable {
     private let size: Int
-    private let lock = Mutex()
+    private let lock = PthreadMutex()
     private var spare: [UnsafeMutableRawBufferPointer] = []
     private let keep = 32
 

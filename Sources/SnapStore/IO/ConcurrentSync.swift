@@ -16,7 +16,7 @@ func syncConcurrently(_ files: [StorageFile]) throws {
 
 /// The first error of several concurrent operations.
 final class FirstError: @unchecked Sendable {
-    private let lock = Mutex()
+    private let lock = PthreadMutex()
     private var first: Error?
     func record(_ e: Error) { lock.withLock { if first == nil { first = e } } }
     var error: Error? { lock.withLock { first } }

@@ -1,7 +1,8 @@
 import Glibc
 
-/// A pthread mutex owned by a class, so its address is stable.
-final class Mutex: @unchecked Sendable {
+/// A pthread mutex owned by a class, so its address is stable. Named apart from the
+/// Synchronization module's `Mutex<State>`, which new state should prefer (compiler-checked).
+final class PthreadMutex: @unchecked Sendable {
     private var m = pthread_mutex_t()
     init() { pthread_mutex_init(&m, nil) }
     deinit { pthread_mutex_destroy(&m) }

@@ -9,7 +9,7 @@ final class SegmentedFile: StorageFile, @unchecked Sendable {
     let layout: SegmentLayout
     private let provider: StorageProvider
     private let readOnly: Bool
-    private let lock = Mutex()
+    private let lock = PthreadMutex()
     /// Guarded by `lock`: open segments, and those written since their last flush.
     private var segments: [UInt64: StorageFile] = [:]
     private var unsynced = Set<UInt64>()

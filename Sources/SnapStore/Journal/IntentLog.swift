@@ -39,7 +39,7 @@ final class IntentLog: @unchecked Sendable {
     let capacity: UInt64
     /// Most bytes held in memory for the next batch; beyond this `fsync` commits instead.
     let pendingLimit: Int
-    private let lock = Mutex()
+    private let lock = PthreadMutex()
     private var base: Base
     private var nextSeq: UInt64 = 0
     private var fileEnd: UInt64 = 0

@@ -31,9 +31,9 @@ public final class Pool: @unchecked Sendable {
     public private(set) var recoveredFromJournal = JournalReplay()
     private var lockFd: Int32
 
-    let lock = Mutex()
+    let lock = PthreadMutex()
     let txnLock = RWLock()
-    let commitLock = Mutex()
+    let commitLock = PthreadMutex()
 
     // Guarded by `lock`.
     var superblock: Superblock
@@ -87,7 +87,7 @@ public final class Pool: @unchecked Sendable {
     /// beyond are left to the host's own reclaim).
     static let maxColdChunks = 1 << 20
     private var committer: Thread?
-    private let stopCommitter = Mutex()
+    private let stopCommitter = PthreadMutex()
     private var stopRequested = false
 
     public static func open(directory: String, options: PoolOptions = PoolOptions()) throws -> Pool {
