@@ -82,8 +82,7 @@ extension FileSystem {
             }
         case 0:
             try gates.gate(id).admit { () throws(FSError) in
-                guard let size = pool.disk(id: id)?.size else { throw FSError(ENOENT) }
-                if end > size { try store { try pool.setDiskSize(id: id, size: end) } }
+                try store { try pool.growDisk(id: id, to: end) }
             }
         default:
             throw FSError(EOPNOTSUPP)

@@ -2,8 +2,10 @@ import Foundation
 import Glibc
 import SnapStore
 
-/// Transient faults below the store: the test decides, per file and operation, whether
-/// the next call fails with an errno (and, for writes, how many bytes land first).
+/// Faults below the store: the test decides, per file and operation, whether the next
+/// call fails with an errno (and, for writes, how many bytes land first). A failed flush
+/// loses the writes since the file's last good flush, as Linux does (it marks the pages
+/// that failed to write back clean): they read back as they were before those writes.
 public final class FaultPlan: @unchecked Sendable {
     public enum Op: Sendable { case write, sync, punch, truncate }
     public struct Fault: Sendable {
@@ -21,6 +23,9 @@ public final class FaultPlan: @unchecked Sendable {
     public func failNext(_ file: String, _ op: Op, _ fault: Fault) {
         lock.withLock { planned.append((file, op, fault)) }
     }
+
+    /// Forgets the faults planned and the count fired.
+    public func reset() { lock.withLock { planned = []; fired = 0 } }
 
     func take(_ file: String, _ op: Op) -> Fault? {
         lock.withLock {
@@ -48,7 +53,23 @@ final class FaultyFile: StorageFile, @unchecked Sendable {
     let name: String
     let inner: StorageFile
     let plan: FaultPlan
+    /// Writes since the last good flush, with the bytes they replaced (oldest first).
+    private let lock = NSLock()
+    private var unsynced: [(offset: UInt64, old: [UInt8])] = []
     init(name: String, inner: StorageFile, plan: FaultPlan) { self.name = name; self.inner = inner; self.plan = plan }
+
+    private func remember(_ count: Int, at offset: UInt64) throws {
+        var old = [UInt8](repeating: 0, count: count)
+        let n = try old.withUnsafeMutableBytes { try inner.read(into: $0, at: offset) }
+        for i in n..<count { old[i] = 0 }
+        lock.withLock { unsynced.append((offset, old)) }
+    }
+
+    /// The failed flush: the unflushed writes are gone (newest undone first).
+    private func dropUnsynced() {
+        let lost = lock.withLock { defer { unsynced = [] }; return unsynced }
+        for w in lost.reversed() { try? w.old.withUnsafeBytes { try inner.write($0, at: w.offset) } }
+    }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
         try inner.read(into: buffer, at: offset)
@@ -56,14 +77,23 @@ final class FaultyFile: StorageFile, @unchecked Sendable {
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
         if let f = plan.take(name, .write) {
             let n = min(f.landedBytes, bytes.count)
-            if n > 0 { try inner.write(UnsafeRawBufferPointer(rebasing: bytes[0..<n]), at: offset) }
+            if n > 0 {
+                try remember(n, at: offset)
+                try inner.write(UnsafeRawBufferPointer(rebasing: bytes[0..<n]), at: offset)
+            }
             throw StoreError.io(errno: f.errno, "injected fault writing \(name)")
         }
+        try remember(bytes.count, at: offset)
         try inner.write(bytes, at: offset)
     }
     func sync() throws {
-        if let f = plan.take(name, .sync) { throw StoreError.io(errno: f.errno, "injected fault syncing \(name)") }
+        let covered = lock.withLock { unsynced.count }
+        if let f = plan.take(name, .sync) {
+            dropUnsynced()
+            throw StoreError.io(errno: f.errno, "injected fault syncing \(name)")
+        }
         try inner.sync()
+        lock.withLock { unsynced.removeFirst(min(covered, unsynced.count)) }
     }
     func punchHole(at offset: UInt64, length: UInt64) throws {
         if let f = plan.take(name, .punch) { throw StoreError.io(errno: f.errno, "injected fault punching \(name)") }

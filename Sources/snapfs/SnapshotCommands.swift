@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SnapFS
+import SnapStore
 
 struct SnapshotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -91,7 +91,7 @@ final class DataSegmentTests: XCTestCase {
         XCTAssertEqual(b, Array(bytes[0..<7192]))
     }
 
-    func testSyncFlushesOnlyWrittenSegmentsAndRetriesAfterAFailure() throws {
+    func testSyncFlushesOnlyWrittenSegmentsAndNeverRetriesAFailedFlush() throws {
         let f = try segmentedFile()
         try [UInt8](repeating: 1, count: 20_000).withUnsafeBytes { try f.write($0, at: 0) }
         try f.sync()
@@ -100,17 +100,18 @@ final class DataSegmentTests: XCTestCase {
         try [UInt8](repeating: 2, count: 100).withUnsafeBytes { try f.write($0, at: 17_000) }
         try f.sync()
         XCTAssertEqual(plan.fired, 0, "segment 0 was not written, so not flushed")
-        // Now it is written: its failed flush fails the sync, and the next sync flushes it again.
+        // Now it is written: its failed flush fails the sync, and loses the write (as Linux
+        // may). The segment is not marked for another flush: a second one would "succeed"
+        // without the lost bytes, so the pool above stops instead (Pool+FailStop).
         try [UInt8](repeating: 3, count: 100).withUnsafeBytes { try f.write($0, at: 0) }
         XCTAssertThrowsError(try f.sync()) { XCTAssertEqual(($0 as? StoreError)?.errno, EIO) }
         XCTAssertEqual(plan.fired, 1)
         plan.failNext("data.000000", .sync, .init(errno: EIO))
-        XCTAssertThrowsError(try f.sync(), "the failed segment is still unflushed")
-        XCTAssertEqual(plan.fired, 2)
         try f.sync()
-        plan.failNext("data.000000", .sync, .init(errno: EIO))
-        try f.sync()
-        XCTAssertEqual(plan.fired, 2, "flushed at last: nothing left to flush")
+        XCTAssertEqual(plan.fired, 1, "the failed segment is not flushed again as if its bytes were there")
+        var b = [UInt8](repeating: 0, count: 100)
+        _ = try b.withUnsafeMutableBytes { try f.read(into: $0, at: 0) }
+        XCTAssertEqual(b, [UInt8](repeating: 1, count: 100), "the test double dropped the unflushed write")
     }
 
     func testPreallocationCreatesAndAllocatesTheNextSegment() throws {

@@ -20,7 +20,10 @@ extension FileSystem {
             throw ControlFailure("snapshot '\(name)@\(label)' already exists")
         }
         let description = r.description ?? "", tags = r.tags ?? [:]
-        try SnapshotMetadata.validate(description: description, tags: tags, retentionDays: r.retentionDays)
+        for name in disks {   // the store's own check, so the refusal names the problem
+            try SnapshotMetadata.validate(disk: name, label: label, description: description,
+                                          tags: tags, retentionDays: r.retentionDays)
+        }
         let infos: [SnapshotInfo]
         do {
             infos = try captureGroup(disks: disks, label: label, description: description,

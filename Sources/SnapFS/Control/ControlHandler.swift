@@ -105,16 +105,11 @@ extension FileSystem {
         let d = try existingDisk(try required(r.name, "disk name"))
         let size = try required(r.size, "size")
         try checkSize(size)
-        // Inside the write gate: a capture sees the old size or the new, and a concurrent
-        // write past the end cannot turn the grow into a shrink.
+        // Inside the write gate, so a capture sees the old size or the new; the store grows
+        // in one step, so a concurrent write past the end cannot turn the grow into a shrink.
         var failure: Error?
         gates.gate(d.id).admit {
-            guard let now = pool.disk(id: d.id) else { failure = ControlFailure("no disk '\(d.name)'"); return }
-            guard size >= now.size else {
-                failure = ControlFailure("cannot shrink disk '\(d.name)' from \(now.size) to \(size) bytes: disks only grow (shrinking would lose data)")
-                return
-            }
-            do { try pool.setDiskSize(id: d.id, size: size) } catch { failure = error }
+            do { try pool.growDisk(id: d.id, to: size, refusingShrink: true) } catch { failure = error }
         }
         if let failure { throw failure }
         try commit()

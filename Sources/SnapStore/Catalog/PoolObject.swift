@@ -80,11 +80,29 @@ struct ObjectRecord: Codable {
         return o
     }
 
-    func encodeBlock() throws -> [UInt8] {
+    /// Room for the JSON in a record block, after its u32 length.
+    static let maxJSONBytes = Layout.blockSize - 4
+
+    /// The one encoder of records: what `SnapshotMetadata.validate` measures is what is written.
+    private static func encodeJSON(_ r: ObjectRecord) throws -> Data {
         let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        let json = try enc.encode(self)
-        guard json.count <= Layout.blockSize - 4 else {
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try enc.encode(r)
+    }
+
+    /// The size this record's JSON can grow to as its numbers change (size, root, counts,
+    /// times, freeze length): each at its widest. Every numeric field belongs here.
+    func largestEncodedSize() -> Int {
+        var r = self
+        r.id = .max; r.size = .max; r.root = .max; r.rootCRC = .max; r.height = Int.min
+        r.mappedChunks = .max; r.createdMicros = .min; r.modifiedMicros = .min
+        if kind == .snapshot { r.sourceDiskId = .max; r.freezeMicros = .max }
+        return (try? Self.encodeJSON(r).count) ?? Int.max
+    }
+
+    func encodeBlock() throws -> [UInt8] {
+        let json = try Self.encodeJSON(self)
+        guard json.count <= Self.maxJSONBytes else {
             throw StoreError.invalidArgument("metadata of \(name) is too large (\(json.count) bytes)")
         }
         var block = [UInt8](repeating: 0, count: Layout.blockSize)

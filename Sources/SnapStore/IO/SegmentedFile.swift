@@ -106,23 +106,16 @@ final class SegmentedFile: StorageFile, @unchecked Sendable {
     }
 
     /// Flushes the segments written since their last flush (all at once: the host merges
-    /// concurrent flushes), then the directory if a segment was created.
+    /// concurrent flushes), then the directory if a segment was created. A failure is not
+    /// marked for another try: the host may have dropped the pages that failed, so a later
+    /// flush would "succeed" without them. The pool stops instead (Pool+FailStop).
     func sync() throws {
-        let (files, dirty, newFiles) = lock.withLock { () -> ([StorageFile], Set<UInt64>, Bool) in
+        let (files, newFiles) = lock.withLock { () -> ([StorageFile], Bool) in
             defer { unsynced = []; directoryUnsynced = false }
-            return (unsynced.compactMap { segments[$0] }, unsynced, directoryUnsynced)
+            return (unsynced.compactMap { segments[$0] }, directoryUnsynced)
         }
-        do {
-            try syncConcurrently(files)
-            if newFiles { try provider.syncDirectory() }
-        } catch {
-            // Not flushed: the next sync must try again.
-            lock.withLock {
-                unsynced.formUnion(dirty)
-                if newFiles { directoryUnsynced = true }
-            }
-            throw error
-        }
+        try syncConcurrently(files)
+        if newFiles { try provider.syncDirectory() }
     }
 
     func readIfCached(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Bool {

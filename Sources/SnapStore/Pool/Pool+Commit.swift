@@ -10,27 +10,19 @@ struct CommitBatch {
     /// Chunks written in the transaction and still mapped, with their checksums (logged).
     var bornData: [(chunk: UInt64, crc: UInt32)] = []
     var superblock: Superblock
-
-    /// A failed commit's batch is written again, under the newer one, by the next.
-    mutating func absorb(_ older: CommitBatch) {
-        nodes.merge(older.nodes) { new, _ in new }
-        metaPages.merge(older.metaPages) { new, _ in new }
-        dataPages.merge(older.dataPages) { new, _ in new }
-        metaFreed += older.metaFreed
-        dataFreed += older.dataFreed
-        bornData = older.bornData + bornData
-    }
 }
 
 /// The commit protocol: close the open transaction under the lock (O(changes), no I/O),
 /// then write every node, record and refcount page to places the previous commit does
 /// not use, the commit log (CommitLog) and the superblock slot of this generation, and
 /// flush all pool files together. Recovery verifies the newest commit against its log.
-/// Only after the flush are blocks freed by the transaction handed out again.
+/// Only after the flush are blocks freed by the transaction handed out again. A commit that
+/// fails stops the pool (Pool+FailStop): it is never retried as if its writes had landed.
 extension Pool {
     /// Everything done before the call is durable when it returns (group commit).
     public func sync() throws {
         guard !readOnly else { return }
+        try ensureAcknowledging()
         let wanted = lock.withLock { meta.txn - 1 + (hasChanges ? 1 : 0) }
         commitLock.lock()
         defer { commitLock.unlock() }
@@ -47,12 +39,15 @@ extension Pool {
 
     /// The caller holds `commitLock`.
     func commitLocked() throws {
-        let batch = try closeTransaction()
+        try ensureAcknowledging()
+        let batch: CommitBatch
+        do { batch = try closeTransaction() } catch {
+            throw failStop("closing transaction \(lock.withLock { metaRefs.txn })", error)
+        }
         do {
             try writeBatch(batch)
         } catch {
-            lock.withLock { retry = batch }
-            throw StoreError.io(errno: EIO, "commit of generation \(batch.superblock.generation) failed: \(error)")
+            throw failStop("commit of generation \(batch.superblock.generation)", error)
         }
         // Durable: freed blocks may now be reused, unless a checker is reading an older
         // commit from the files (then they wait until it is done).
@@ -184,9 +179,12 @@ extension Pool {
                 }
             }
             // 2. A new record block for every changed object, entered in the object table.
+            // All are encoded first (metadata was validated on entry, so this cannot fail on
+            // input; any failure from here on stops the pool rather than half-close).
+            var records: [ObjectID: [UInt8]] = [:]
+            for id in dirtyObjects { if let o = objects[id] { records[id] = try ObjectRecord(o).encodeBlock() } }
             for id in dirtyObjects.sorted() {
-                guard let o = objects[id] else { continue }
-                let bytes = try ObjectRecord(o).encodeBlock()
+                guard let o = objects[id], let bytes = records[id] else { continue }
                 let block = metaRefs.allocate()
                 let crc = crc32c(bytes)
                 let leaf = try objectTable.leafForUpdate(&objectTree, id)
@@ -232,10 +230,6 @@ extension Pool {
             batch.superblock = sb
             // Every logged record is in this commit; new ones build on it.
             journal.reset(base: IntentLog.Base(generation: sb.generation, commitMicros: sb.commitMicros))
-            if let older = retry {
-                batch.absorb(older)
-                retry = nil
-            }
             return batch
         }
     }

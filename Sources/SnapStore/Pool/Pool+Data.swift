@@ -11,6 +11,7 @@ extension Pool {
     }
 
     public func punchHole(disk id: ObjectID, offset: UInt64, length: UInt64) throws {
+        try ensureAcknowledging()
         let o = try lookupDisk(id)
         guard length > 0 else { return }
         o.io.writeLock()
@@ -59,6 +60,7 @@ extension Pool {
 
     /// truncate(2): grow thinly, or shrink and give back the chunks past the new end.
     public func setDiskSize(id: ObjectID, size: UInt64) throws {
+        try ensureAcknowledging()
         let o = try lookupDisk(id)
         guard size <= Self.maxDiskSize else { throw StoreError.tooLarge("disk size above the 1 PiB limit") }
         o.io.writeLock()
@@ -82,6 +84,35 @@ extension Pool {
             dirtyObjects.insert(o.id)
         }
         journal.append(size: id, size: size)
+    }
+
+    /// Grows the disk to at least `size`, in one step under the disk's `io` lock: a write
+    /// past the end between reading the size and setting it cannot be cut off (growth is
+    /// an atomic max). Smaller sizes leave the disk as it is, or are refused with
+    /// `refusingShrink` (`disk resize`). Returns the size the disk has after.
+    @discardableResult
+    public func growDisk(id: ObjectID, to size: UInt64, refusingShrink: Bool = false) throws -> UInt64 {
+        try ensureAcknowledging()
+        let o = try lookupDisk(id)
+        guard size <= Self.maxDiskSize else { throw StoreError.tooLarge("disk size above the 1 PiB limit") }
+        o.io.writeLock()
+        defer { o.io.unlock() }
+        txnLock.readLock()
+        defer { txnLock.unlock() }
+        let grown = try lock.withLock { () throws -> Bool in
+            if size <= o.size {
+                if refusingShrink && size < o.size {
+                    throw StoreError.invalidArgument("cannot shrink disk '\(o.name)' from \(o.size) to \(size) bytes: disks only grow (shrinking would lose data)")
+                }
+                return false
+            }
+            o.size = size
+            o.modified = Date()
+            dirtyObjects.insert(o.id)
+            return true
+        }
+        if grown { journal.append(size: id, size: size) }
+        return lock.withLock { o.size }
     }
 
     public func setDiskTimes(id: ObjectID, modification: Date) {

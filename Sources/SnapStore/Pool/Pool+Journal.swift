@@ -10,23 +10,22 @@ extension Pool {
     /// of the intent log and one flush when the log can carry the changes, else a commit.
     public func syncWrites() throws {
         guard !readOnly else { return }
+        try ensureAcknowledging()
         commitLock.lock()
         defer { commitLock.unlock() }
-        let durable = lock.withLock { () -> IntentLog.Base? in
-            // A failed commit's changes are only in memory: the log is no substitute.
-            retry == nil ? IntentLog.Base(generation: lastCommitted, commitMicros: superblock.commitMicros) : nil
-        }
+        try ensureAcknowledging()   // a commit that failed while we waited
+        let durable = lock.withLock { IntentLog.Base(generation: lastCommitted, commitMicros: superblock.commitMicros) }
         switch journal.takeBatch(durable: durable) {
         case .nothingToWrite:
             return
         case .write(let bytes, let at):
+            guard let journalFile else { throw StoreError.readOnly("no intent log") }
             do {
-                guard let journalFile else { throw StoreError.readOnly("no intent log") }
                 try bytes.withUnsafeBytes { try journalFile.writeDurably($0, at: at) }
                 return
             } catch {
-                // Not durable; a commit makes the same records durable another way.
                 journal.invalidate()
+                throw failStop("writing the intent log", error)
             }
         case .commit:
             break

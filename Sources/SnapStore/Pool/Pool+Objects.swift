@@ -11,6 +11,7 @@ extension Pool {
     public func createDisk(name: String, size: UInt64 = 0, fromSnapshot: String? = nil) throws -> DiskInfo {
         guard Names.isValid(name) else { throw StoreError.invalidName("invalid disk name '\(name)': use [A-Za-z0-9][A-Za-z0-9._-]{0,63}") }
         guard size <= Self.maxDiskSize else { throw StoreError.tooLarge("disk size above the 1 PiB limit") }
+        try ensureAcknowledging()
         journal.invalidate()   // before the change: no later record may be replayed without it
         return try lock.withLock {
             guard byName[name] == nil else { throw StoreError.exists("disk '\(name)' already exists") }
@@ -43,6 +44,7 @@ extension Pool {
     }
 
     private func delete(name: String, kind: PoolObject.Kind) throws {
+        try ensureAcknowledging()
         guard let o = lock.withLock({ byName[name].flatMap { objects[$0] } }), o.kind == kind else {
             throw StoreError.notFound("no \(kind.rawValue) '\(name)'")
         }
@@ -71,6 +73,11 @@ extension Pool {
         guard Set(requests.map(\.disk)).count == requests.count else {
             throw StoreError.invalidArgument("a disk is named twice in one snapshot group")
         }
+        for r in requests {
+            try SnapshotMetadata.validate(disk: r.disk, label: r.label, description: r.description,
+                                          tags: r.tags, retentionDays: r.retentionDays)
+        }
+        try ensureAcknowledging()
         let disks = try lock.withLock {
             try requests.map { r -> PoolObject in
                 guard let id = byName[r.disk], let d = objects[id], d.kind == .disk else { throw StoreError.notFound("no disk '\(r.disk)'") }
@@ -117,6 +124,7 @@ extension Pool {
 
     /// The disk takes the snapshot's bytes and size; its old map is released.
     public func rollbackDisk(name: String, toSnapshot snapName: String) throws {
+        try ensureAcknowledging()
         guard let d = lock.withLock({ byName[name].flatMap { objects[$0] } }), d.kind == .disk else {
             throw StoreError.notFound("no disk '\(name)'")
         }

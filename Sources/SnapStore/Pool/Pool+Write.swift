@@ -20,6 +20,7 @@ extension Pool {
     }
 
     public func write(disk id: ObjectID, offset: UInt64, data: UnsafeRawBufferPointer) throws {
+        try ensureAcknowledging()
         let o = try lookupDisk(id)
         guard data.count > 0 else { return }
         let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
@@ -54,9 +55,6 @@ extension Pool {
                 try writeChunks(o, &pieces, data: data, completed: &completed, buffer: &buf)
             } catch {
                 mapWrites(o, leaf, pieces, completed: completed, offset: offset)
-                if case StoreError.io(let e, let what) = error, e == ENOSPC || e == EDQUOT {
-                    throw StoreError.noSpace("pool \(directory) is full (\(what))")
-                }
                 throw error
             }
             mapWrites(o, leaf, pieces, completed: completed, offset: offset)
@@ -105,7 +103,7 @@ extension Pool {
                 var run = 1
                 while k + run < pieces.count, pieces[k + run].length == chunkSize,
                       pieces[k + run].target == w.target + UInt64(run) { run += 1 }
-                try dataFile.write(UnsafeRawBufferPointer(rebasing: data[w.source..<(w.source + run * chunkSize)]), at: w.target * cs)
+                try writeData(UnsafeRawBufferPointer(rebasing: data[w.source..<(w.source + run * chunkSize)]), at: w.target * cs)
                 for j in k..<(k + run) {
                     pieces[j].crc = crc32c(UnsafeRawBufferPointer(rebasing: data[pieces[j].source..<(pieces[j].source + chunkSize)]))
                 }
@@ -118,7 +116,7 @@ extension Pool {
             let chunk = buffer!
             let piece = UnsafeRawBufferPointer(rebasing: data[w.source..<(w.source + w.length)])
             if w.inPlace {
-                try dataFile.write(piece, at: w.target * cs + UInt64(w.inChunk))
+                try writeData(piece, at: w.target * cs + UInt64(w.inChunk))
                 let got = try dataFile.read(into: chunk, at: w.target * cs)
                 if got < chunkSize { UnsafeMutableRawBufferPointer(rebasing: chunk[got...]).initializeMemory(as: UInt8.self, repeating: 0) }
             } else {
@@ -128,11 +126,22 @@ extension Pool {
                     chunk.initializeMemory(as: UInt8.self, repeating: 0)
                 }
                 UnsafeMutableRawBufferPointer(rebasing: chunk[w.inChunk..<(w.inChunk + w.length)]).copyMemory(from: piece)
-                try dataFile.write(UnsafeRawBufferPointer(chunk), at: w.target * cs)
+                try writeData(UnsafeRawBufferPointer(chunk), at: w.target * cs)
             }
             pieces[k].crc = crc32c(UnsafeRawBufferPointer(chunk))
             k += 1
             completed = k
+        }
+    }
+
+    /// A chunk write to the data file. A full host is ENOSPC and the pool goes on (the
+    /// bytes went to chunks no map points to yet); any other failure stops the pool.
+    private func writeData(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        do { try dataFile.write(bytes, at: offset) } catch {
+            if case StoreError.io(let e, let what) = error, e == ENOSPC || e == EDQUOT {
+                throw StoreError.noSpace("pool \(directory) is full (\(what))")
+            }
+            throw failStop("writing the data segments", error)
         }
     }
 

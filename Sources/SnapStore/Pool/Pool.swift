@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// A pool: disks and snapshots as copy-on-write block maps over one directory.
 ///
@@ -34,6 +35,8 @@ public final class Pool: @unchecked Sendable {
     let lock = PthreadMutex()
     let txnLock = RWLock()
     let commitLock = PthreadMutex()
+    /// Set by the first failed write or flush of pool files (Pool+FailStop).
+    let stopState = StopState(nil)
 
     // Guarded by `lock`.
     var superblock: Superblock
@@ -42,7 +45,6 @@ public final class Pool: @unchecked Sendable {
     var objects: [ObjectID: PoolObject] = [:]
     var byName: [String: ObjectID] = [:]
     var dirtyObjects = Set<ObjectID>()
-    var retry: CommitBatch?
     var lastCommitted: UInt64
     var closed = false
     var reusePins = 0
@@ -275,6 +277,11 @@ public final class Pool: @unchecked Sendable {
         // The committer thread's closure holds the pool: let go of the thread, so the
         // pool (and its open files) is freed once the thread ends.
         committer = nil
+        if let why = stoppedReason {
+            // Nothing may be written after a failed flush: the next open recovers.
+            releaseLockFile()
+            throw StoreError.io(errno: EIO, "pool \(directory) was not closed cleanly: \(why); the next mount recovers the last good commit and the intent log")
+        }
         if !readOnly {
             try sync()
             // An empty commit on top confirms the last real one: a later bit flip in its
@@ -283,6 +290,10 @@ public final class Pool: @unchecked Sendable {
             punchIdleChunks(olderThan: 0, keepReserve: false)
             releasePreallocation()
         }
+        releaseLockFile()
+    }
+
+    private func releaseLockFile() {
         lock.withLock {
             if lockFd >= 0 { Glibc.close(lockFd) }
             lockFd = -1
@@ -309,14 +320,14 @@ public final class Pool: @unchecked Sendable {
                 punchIdleChunks(maxCalls: Self.punchCallsPerTick)
                 dropColdChunkCache(maxCalls: Self.cacheDropCallsPerTick)
                 let logFilling = journal.filled >= Self.logCommitThreshold
-                if changed && (pressure || logFilling || Date().timeIntervalSince(last) >= Self.commitInterval) {
+                if changed && stoppedReason == nil
+                    && (pressure || logFilling || Date().timeIntervalSince(last) >= Self.commitInterval) {
                     // The chunks written since the last commit are flushed first, outside
                     // every lock: fsyncs keep going through the log meanwhile, and the
                     // commit itself (during which they wait) has little left to flush.
-                    try? dataFile.sync()
-                    do { try sync() } catch {
-                        FileHandle.standardError.write("snapfs: background commit failed: \(error)\n".data(using: .utf8)!)
-                    }
+                    // A failed flush stops the pool (the failure says so on stderr).
+                    do { try dataFile.sync() } catch { _ = failStop("flushing the data segments", error) }
+                    try? sync()
                     last = Date()
                 }
             }
@@ -355,7 +366,7 @@ public final class Pool: @unchecked Sendable {
 
     /// Something to commit: every change to a map, record or count dirties a refcount page.
     var hasChanges: Bool {
-        !dirtyObjects.isEmpty || meta.dirtyCount > 0 || metaRefs.hasChanges || dataRefs.hasChanges || retry != nil
+        !dirtyObjects.isEmpty || meta.dirtyCount > 0 || metaRefs.hasChanges || dataRefs.hasChanges
     }
 
     // MARK: Catalog
