@@ -42,7 +42,7 @@ public final class FilesystemMount: @unchecked Sendable {
     private var mounted = true
 
     /// Mounts `device` on `directory` (created), or on a new /tmp/snapfs-fs-XXXXXX.
-    public init(device: String, options: [String] = [], at directory: String? = nil) throws {
+    public init(device: String, options: [String] = [], type: String? = nil, at directory: String? = nil) throws {
         if let directory {
             try Sys.mkdir(directory)
             self.directory = directory
@@ -53,6 +53,7 @@ public final class FilesystemMount: @unchecked Sendable {
         }
         self.device = device
         var args = ["mount"]
+        if let type { args += ["-t", type] }
         if !options.isEmpty { args += ["-o", options.joined(separator: ",")] }
         do { try Shell.check(args + [device, self.directory], timeout: 60) } catch {
             Glibc.rmdir(self.directory)

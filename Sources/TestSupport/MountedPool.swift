@@ -39,10 +39,16 @@ public final class MountedPool: @unchecked Sendable {
     /// The small host filesystem under the pool, when `poolFilesystemBytes` was given.
     private var poolLoop: LoopDevice?
     private var poolFS: FilesystemMount?
+    /// The tmpfs that holds the pool filesystem's image, when `backingBytes` was given.
+    private var backing: FilesystemMount?
 
     /// - Parameter poolFilesystemBytes: put the pool on its own ext4 of this size (a loop device
     ///   over a sparse file), so tests can fill it up; nil puts the pool on /tmp.
-    public init(mountOptions: [String] = [], poolFilesystemBytes: Int? = nil, mount: Bool = true) throws {
+    /// - Parameter backingBytes: keep that sparse file on a tmpfs of this size, smaller than
+    ///   the ext4: once it is full the device fails writes, so the pool's flushes fail with
+    ///   real EIO from the kernel (a failing disk).
+    public init(mountOptions: [String] = [], poolFilesystemBytes: Int? = nil, backingBytes: Int? = nil,
+                mount: Bool = true) throws {
         try MountedPool.requireFuse()
         binary = try MountedPool.findBinary()
         var template = Array("/tmp/snapfs-test-XXXXXX".utf8CString)
@@ -56,7 +62,11 @@ public final class MountedPool: @unchecked Sendable {
             try Sys.mkdir(mountpoint)
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
             if let bytes = poolFilesystemBytes {
-                let image = root + "/poolfs.img"
+                var image = root + "/poolfs.img"
+                if let limit = backingBytes {
+                    backing = try FilesystemMount(device: "tmpfs", options: ["size=\(limit)"], type: "tmpfs", at: root + "/backing")
+                    image = root + "/backing/poolfs.img"
+                }
                 _ = FileManager.default.createFile(atPath: image, contents: nil)
                 try Sys.truncate(image, bytes)
                 let loop = try LoopDevice(file: image)
@@ -229,6 +239,18 @@ public final class MountedPool: @unchecked Sendable {
         try mount()
     }
 
+    /// The failing disk mended: the tmpfs under the pool filesystem grows to `bytes`, and
+    /// the filesystem (not in use: the daemon is stopped) is checked and mounted again.
+    public func mendBacking(growingTo bytes: Int) throws {
+        guard let backing, let poolLoop, let poolFS else { throw MountError("no backing tmpfs") }
+        try Shell.check(["mount", "-o", "remount,size=\(bytes)", backing.directory], timeout: 60)
+        poolFS.unmount()
+        // e2fsck exits 1 when it fixed something: both are a usable filesystem.
+        let r = Shell.run(["e2fsck", "-fy", poolLoop.path], timeout: 120)
+        guard r.status == 0 || r.status == 1 else { throw MountError("e2fsck failed: \(r)") }
+        self.poolFS = try FilesystemMount(device: poolLoop.path, at: root + "/poolfs")
+    }
+
     /// Always safe: unmounts (clean, else kill -9 and lazy), never leaves a daemon, removes temp files.
     public func teardown() {
         if isRunning {
@@ -246,6 +268,7 @@ public final class MountedPool: @unchecked Sendable {
             poolFS?.unmount()
             poolLoop?.detach()
             unlink(root + "/poolfs.img")
+            backing?.unmount()
             if ProcessInfo.processInfo.environment["SNAPFS_KEEP_LOGS"] == nil {
                 unlink(logPath)
                 Glibc.rmdir(root)
