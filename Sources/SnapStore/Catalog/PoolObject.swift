@@ -23,6 +23,12 @@ final class PoolObject {
     /// Record block in the metadata space (0 until first committed).
     var recordBlock: UInt64 = 0
     var recordCRC: UInt32 = 0
+    /// Deleted, its map being released a piece at a time (Pool+Deletion); its record says
+    /// so, so a crash in between resumes the release instead of showing a partial map.
+    var deleting = false
+    /// Readers holding this snapshot's blocks (MapReader); a deletion waits for them.
+    /// Guarded by the pool's lock.
+    var holds = 0
     /// Serialises this object's data I/O: writes exclusive, reads shared (a read must
     /// never see a chunk and its checksum disagree while a write changes it).
     let io = RWLock()
@@ -52,9 +58,12 @@ struct ObjectRecord: Codable {
     var description: String?
     var tags: [String: String]?
     var retentionDays: Int?
+    /// Present (true) only while the object's map is being released.
+    var deleting: Bool?
 
     init(_ o: PoolObject) {
         id = o.id; kind = o.kind; name = o.name; size = o.size
+        deleting = o.deleting ? true : nil
         root = o.map.ptr; rootCRC = o.map.crc; height = o.map.height
         mappedChunks = o.mappedChunks
         createdMicros = Int64(o.created.timeIntervalSince1970 * 1e6)
@@ -77,6 +86,7 @@ struct ObjectRecord: Codable {
         o.descriptionText = description ?? ""
         o.tags = tags ?? [:]
         o.retentionDays = retentionDays
+        o.deleting = deleting ?? false
         return o
     }
 

@@ -94,7 +94,8 @@ extension Pool {
         // Every object in memory must be in the table (after a commit) and vice versa.
         var inTable = Set<ObjectID>()
         try? objectTable.forEach(objectTree) { id, _ in inTable.insert(id) }
-        let objs = objects.values.sorted { $0.name < $1.name }
+        // Deleted objects still releasing their maps hold those references until done.
+        let objs = (Array(objects.values) + Array(releasing.values)).sorted { $0.name < $1.name }
         for (i, o) in objs.enumerated() {
             if !inTable.contains(o.id) && !dirtyObjects.contains(o.id) { r.problems.append("\(o.name): missing from the object table") }
             if o.map.ptr != 0 {
@@ -103,7 +104,7 @@ extension Pool {
             r.objectsChecked += 1
             if let progress, i % 100 == 99 { progress("checked \(i + 1) of \(objs.count) disks and snapshots") }
         }
-        for id in inTable where objects[id] == nil { r.problems.append("object table: entry \(id) has no object") }
+        for id in inTable where objects[id] == nil && releasing[id] == nil { r.problems.append("object table: entry \(id) has no object") }
 
         func compare(_ table: RefcountTable, _ expected: [UInt64: UInt32], _ what: String) {
             var i: UInt64 = 1

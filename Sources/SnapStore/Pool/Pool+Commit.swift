@@ -169,7 +169,7 @@ extension Pool {
             var batch = CommitBatch(superblock: superblock)
             // 1. Checksums of changed map nodes, bottom up, into the objects' roots.
             for id in dirtyObjects.sorted() {
-                guard let o = objects[id], o.map.ptr != 0 else { continue }
+                guard let o = objects[id] ?? releasing[id], o.map.ptr != 0 else { continue }
                 // The leaves also name the chunks born in this transaction, for the commit
                 // log: each once (a chunk in two leaves, disk and new snapshot, is one chunk).
                 o.map.crc = maps.finalize(o.map.ptr, crc: o.map.crc, level: o.map.height, encoded: &encoded) { leaf in
@@ -182,9 +182,11 @@ extension Pool {
             // All are encoded first (metadata was validated on entry, so this cannot fail on
             // input; any failure from here on stops the pool rather than half-close).
             var records: [ObjectID: [UInt8]] = [:]
-            for id in dirtyObjects { if let o = objects[id] { records[id] = try ObjectRecord(o).encodeBlock() } }
+            for id in dirtyObjects {
+                if let o = objects[id] ?? releasing[id] { records[id] = try ObjectRecord(o).encodeBlock() }
+            }
             for id in dirtyObjects.sorted() {
-                guard let o = objects[id], let bytes = records[id] else { continue }
+                guard let o = objects[id] ?? releasing[id], let bytes = records[id] else { continue }
                 let block = metaRefs.allocate()
                 let crc = crc32c(bytes)
                 let leaf = try objectTable.leafForUpdate(&objectTree, id)

@@ -43,25 +43,6 @@ extension Pool {
         try delete(name: name, kind: .snapshot)
     }
 
-    private func delete(name: String, kind: PoolObject.Kind) throws {
-        try ensureAcknowledging()
-        guard let o = lock.withLock({ byName[name].flatMap { objects[$0] } }), o.kind == kind else {
-            throw StoreError.notFound("no \(kind.rawValue) '\(name)'")
-        }
-        o.io.writeLock()   // waits for reads and writes in flight
-        defer { o.io.unlock() }
-        journal.invalidate()
-        try lock.withLock {
-            guard objects[o.id] === o else { throw StoreError.notFound("no \(kind.rawValue) '\(name)'") }
-            try maps.release(o.map)
-            o.map = MapRoot()
-            _ = try objectTable.removeRange(&objectTree, first: o.id, last: o.id)
-            objects[o.id] = nil
-            byName[name] = nil
-            dirtyObjects.remove(o.id)
-        }
-    }
-
     /// Captures each requested disk at one instant: shares its map root (one reference
     /// count). The caller has stopped and drained writes to these disks; reads go on.
     public func createSnapshots(_ requests: [SnapshotRequest]) throws -> [SnapshotInfo] {

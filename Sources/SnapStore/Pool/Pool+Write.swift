@@ -62,8 +62,15 @@ extension Pool {
     }
 
     /// Step 1, under the lock: makes the path to the leaf exclusive and picks where each
-    /// chunk's bytes go (in place, or new chunks allocated as one ascending run).
+    /// chunk's bytes go (in place, or new chunks allocated as one ascending run). Asks
+    /// again, once the host's free space is read outside the lock, if that was stale.
     private func planWrites(_ o: PoolObject, _ pieces: inout [ChunkWrite]) throws -> Node {
+        while true {
+            do { return try planWritesLocked(o, &pieces) } catch is HostFreeStale { refreshHostFree() }
+        }
+    }
+
+    private func planWritesLocked(_ o: PoolObject, _ pieces: inout [ChunkWrite]) throws -> Node {
         try lock.withLock {
             guard objects[o.id] === o else { throw StoreError.notFound("disk \(o.name) was deleted") }
             let leaf = try maps.leafForUpdate(&o.map, pieces[0].index)
@@ -73,6 +80,8 @@ extension Pool {
             dirtyObjects.insert(o.id)
             var fresh = 0
             for k in pieces.indices {
+                pieces[k].old = nil
+                pieces[k].inPlace = false
                 let s = MapTree.slot(pieces[k].index, level: 1)
                 if leaf.ptr[s] != 0 { pieces[k].old = MapTree.Entry(ptr: leaf.ptr[s], crc: leaf.crc[s]) }
                 if let old = pieces[k].old, dataRefs.isBornInOpenTransaction(old.ptr), dataRefs.value(old.ptr) == 1 {

@@ -44,6 +44,11 @@ public final class Pool: @unchecked Sendable {
     var nextObjectId: UInt64
     var objects: [ObjectID: PoolObject] = [:]
     var byName: [String: ObjectID] = [:]
+    /// Deleted objects whose maps are still being released (Pool+Deletion): not in
+    /// `objects`, so nothing finds them by name or id.
+    var releasing: [ObjectID: PoolObject] = [:]
+    /// Tests: called after each piece of a map a deletion releases.
+    nonisolated(unsafe) var releasePieceHook: ((Int) -> Void)?
     var dirtyObjects = Set<ObjectID>()
     var lastCommitted: UInt64
     var closed = false
@@ -163,7 +168,10 @@ public final class Pool: @unchecked Sendable {
             journal = IntentLog(capacity: capacity,
                                 base: IntentLog.Base(generation: sb.generation, commitMicros: sb.commitMicros))
             try loadObjects()
-            if !ro { recoveredFromJournal = try replayJournal() }
+            if !ro {
+                recoveredFromJournal = try replayJournal()
+                try resumeDeletions()
+            }
         } catch {
             if fd >= 0 { Glibc.close(fd) }
             throw error
@@ -264,6 +272,10 @@ public final class Pool: @unchecked Sendable {
             loaded.append(o)
         }
         for o in loaded {
+            if o.deleting {
+                releasing[o.id] = o
+                continue
+            }
             objects[o.id] = o
             byName[o.name] = o.id
         }
@@ -344,7 +356,9 @@ public final class Pool: @unchecked Sendable {
     /// Refuses `count` new chunks when the host could not also hold the next commit, so a
     /// full pool fails writes with ENOSPC but still commits what it acknowledged. Chunks
     /// reused while still allocated, or taken from the data file's allocated tail, need no
-    /// host space; the commit's metadata always does. Caller holds `lock`.
+    /// host space; the commit's metadata always does. Caller holds `lock`; when the figure
+    /// of free host space is stale it throws `HostFreeStale`, and the caller refreshes it
+    /// outside the lock (`refreshHostFree`: statvfs can wait on the host) and asks again.
     func reserveSpace(forChunks count: Int) throws {
         // Allocation order: freed chunks still allocated, then holes, then past the end.
         let cs = UInt64(chunkSize), n = UInt64(count)
@@ -352,16 +366,27 @@ public final class Pool: @unchecked Sendable {
         let holes = min(n - recycled, UInt64(dataRefs.holeCount))
         let beyond = n - recycled - holes
         let needed = (holes + beyond - min(beyond, preallocatedSpare / cs)) * cs
-        let now = DispatchTime.now().uptimeNanoseconds
-        if now - hostFreeCheckedAt > 50_000_000 || hostFreeEstimate < commitReserve + needed + cs * 64 {
-            var vfs = statvfs()
-            if statvfs(directory, &vfs) == 0 { hostFreeEstimate = UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) }
-            hostFreeCheckedAt = now
+        let age = DispatchTime.now().uptimeNanoseconds - hostFreeCheckedAt
+        if age > 50_000_000 || (hostFreeEstimate < commitReserve + needed + cs * 64 && age > 1_000_000) {
+            throw HostFreeStale()
         }
         guard hostFreeEstimate >= commitReserve + needed else {
             throw StoreError.noSpace("pool \(directory) is full")
         }
         hostFreeEstimate -= needed
+    }
+
+    struct HostFreeStale: Error {}
+
+    /// Reads the host's free space (outside the lock) for `reserveSpace`.
+    func refreshHostFree() {
+        var vfs = statvfs()
+        let ok = statvfs(directory, &vfs) == 0
+        let now = DispatchTime.now().uptimeNanoseconds
+        lock.withLock {
+            if ok { hostFreeEstimate = UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) }
+            hostFreeCheckedAt = now
+        }
     }
 
     /// Something to commit: every change to a map, record or count dirties a refcount page.

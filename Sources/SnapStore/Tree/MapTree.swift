@@ -137,6 +137,38 @@ struct MapTree {
         if root.ptr != 0 { try release(root.ptr, crc: root.crc, level: root.height) }
     }
 
+    /// Deletion a piece at a time: drops the first subtree that is shared (one count) or a
+    /// leaf (its entries' counts), shadowing the path to it, or an empty node on that path.
+    /// Returns false once the tree is empty. Every node is read before anything changes
+    /// below it, so a piece cut short by `MetaStore.Uncached` leaves a valid tree.
+    func releaseFirstPiece(_ root: inout MapRoot) throws -> Bool {
+        guard root.ptr != 0 else { return false }
+        if try root.height == 1 || meta.refs.value(root.ptr) > 1 || meta.node(root.ptr, crc: root.crc).isEmpty {
+            try release(root)
+            root = MapRoot()
+            return true
+        }
+        var node = try shadow(root.ptr, crc: root.crc, level: root.height)
+        root.ptr = node.block
+        root.crc = 0
+        var level = root.height
+        while let s = node.ptr.firstIndex(where: { $0 != 0 }) {
+            let (c, ccrc) = (node.ptr[s], node.crc[s])
+            if try level == 2 || meta.refs.value(c) > 1 || meta.node(c, crc: ccrc).isEmpty {
+                try release(c, crc: ccrc, level: level - 1)
+                node.ptr[s] = 0
+                node.crc[s] = 0
+                return true
+            }
+            let child = try shadow(c, crc: ccrc, level: level - 1)
+            node.ptr[s] = child.block
+            node.crc[s] = 0
+            node = child
+            level -= 1
+        }
+        return true   // an empty node: the next piece drops it from its parent
+    }
+
     /// Unmaps every entry in first...last. Returns how many mapped entries went away.
     func removeRange(_ root: inout MapRoot, first: UInt64, last: UInt64) throws -> UInt64 {
         guard root.ptr != 0 else { return 0 }

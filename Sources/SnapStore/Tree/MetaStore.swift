@@ -20,6 +20,7 @@ final class MetaStore {
     /// Nodes of the open transaction have no checksum yet and come from memory.
     func node(_ block: UInt64, crc: UInt32) throws -> Node {
         if let n = dirty[block] ?? committing[block] ?? cache[block] { return n }
+        if refuseReads { throw Uncached(block: block, crc: crc) }
         let bytes = try readBlock(block)
         let actual = bytes.withUnsafeBytes { crc32c($0) }
         guard actual == crc else {
@@ -70,6 +71,31 @@ final class MetaStore {
     }
 
     func isDirty(_ block: UInt64) -> Bool { dirty[block] != nil }
+
+    /// Written by a finished commit (or no block): a reader finds it in the file.
+    func isCommitted(_ block: UInt64) -> Bool { block == 0 || (dirty[block] == nil && committing[block] == nil) }
+
+    /// When set, `node` throws `Uncached` instead of reading the file: callers holding the
+    /// pool's lock read the block without it and retry (no device read under the lock).
+    var refuseReads = false
+    struct Uncached: Error { let block: UInt64; let crc: UInt32 }
+
+    /// Reads and verifies a node without touching the cache (no lock needed: the file's
+    /// committed blocks do not change while referenced); `adopt` then caches it.
+    func readVerified(_ block: UInt64, crc: UInt32) throws -> Node {
+        let bytes = try readBlock(block)
+        let actual = bytes.withUnsafeBytes { crc32c($0) }
+        guard actual == crc else {
+            throw StoreError.corrupt("metadata block \(block): checksum mismatch (stored \(hex(crc)), computed \(hex(actual)))")
+        }
+        return bytes.withUnsafeBytes { Node(block: block, decoding: $0) }
+    }
+
+    func adopt(_ n: Node) {
+        guard dirty[n.block] == nil, committing[n.block] == nil, cache[n.block] == nil else { return }
+        if cache.count >= cacheLimit { evict() }
+        cache[n.block] = n
+    }
 
     var dirtyCount: Int { dirty.count }
 
