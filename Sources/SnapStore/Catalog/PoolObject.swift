@@ -13,6 +13,8 @@ final class PoolObject {
     var mappedChunks: UInt64
     let created: Date
     var modified: Date
+    /// Owner, group and mode of the image (SPEC §6); a snapshot's are its disk's at capture.
+    var owner: Ownership
     // Snapshots only.
     var sourceDisk: String = ""
     var sourceDiskId: ObjectID = 0
@@ -30,6 +32,7 @@ final class PoolObject {
     init(id: ObjectID, kind: Kind, name: String, size: UInt64, map: MapRoot, mappedChunks: UInt64, created: Date) {
         self.id = id; self.kind = kind; self.name = name; self.size = size
         self.map = map; self.mappedChunks = mappedChunks; self.created = created; self.modified = created
+        owner = kind == .disk ? .newDisk : .legacySnapshot
     }
 }
 
@@ -52,6 +55,11 @@ struct ObjectRecord: Codable {
     var description: String?
     var tags: [String: String]?
     var retentionDays: Int?
+    // Format 5; absent in older records, which read as the defaults (Ownership.newDisk,
+    // Ownership.legacySnapshot).
+    var uid: UInt32?
+    var gid: UInt32?
+    var mode: UInt32?
 
     init(_ o: PoolObject) {
         id = o.id; kind = o.kind; name = o.name; size = o.size
@@ -59,6 +67,7 @@ struct ObjectRecord: Codable {
         mappedChunks = o.mappedChunks
         createdMicros = Int64(o.created.timeIntervalSince1970 * 1e6)
         modifiedMicros = Int64(o.modified.timeIntervalSince1970 * 1e6)
+        uid = o.owner.uid; gid = o.owner.gid; mode = o.owner.mode
         if o.kind == .snapshot {
             sourceDisk = o.sourceDisk; sourceDiskId = o.sourceDiskId; freezeMicros = o.freezeMicros
             description = o.descriptionText; tags = o.tags; retentionDays = o.retentionDays
@@ -77,6 +86,7 @@ struct ObjectRecord: Codable {
         o.descriptionText = description ?? ""
         o.tags = tags ?? [:]
         o.retentionDays = retentionDays
+        if let uid, let gid, let mode { o.owner = Ownership(uid: uid, gid: gid, mode: mode) }
         return o
     }
 
