@@ -65,7 +65,7 @@ extension Ownership {
 extension FileSystem {
     /// The fixed folders and the disk and snapshot folders: root's, open to all (names
     /// are not secret; the images are what is guarded).
-    static let folderOwnership = Ownership(uid: 0, gid: 0, mode: 0o755)
+    public static let folderOwnership = Ownership(uid: 0, gid: 0, mode: 0o755)
 
     /// Owner, group and mode of a node, and whether it is a folder.
     func ownership(_ node: Node) -> (owner: Ownership, directory: Bool) {
