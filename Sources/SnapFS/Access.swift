@@ -7,6 +7,10 @@ import SnapStore
 // of a regular file (some x bit set); every other check is made here, with the
 // credentials of the request: lookup (x on the folder), opendir (r), open (r and/or w
 // by the flags), access(2) and chdir (FUSE_ACCESS), setattr, mkdir and rmdir.
+// A lookup check alone guards nothing: the kernel shares cached names and attributes
+// between users and asks again only when their timeouts end. So a folder whose contents
+// are private must be checked again where its contents are used (open, opendir, access)
+// or be served with timeouts of 0, so that every walk reaches the daemon.
 
 /// Who makes a request: the fsuid, fsgid and supplementary groups the kernel names.
 public struct Caller: Sendable {

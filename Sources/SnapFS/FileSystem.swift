@@ -120,9 +120,7 @@ public final class FileSystem: @unchecked Sendable {
     public func lookup(as caller: Caller, parent: UInt64, name: String) throws(FSError) -> Entry {
         let node: Node?
         let folder = try resolve(parent)
-        if case .diskImage = folder { throw FSError(ENOTDIR) }
-        if case .snapshotImage = folder { throw FSError(ENOTDIR) }
-        if case .snapshotInfo = folder { throw FSError(ENOTDIR) }
+        guard ownership(folder).directory else { throw FSError(ENOTDIR) }
         try require(caller, X_OK, on: folder)
         switch folder {
         case .root:
@@ -284,9 +282,7 @@ public final class FileSystem: @unchecked Sendable {
     /// Needs read permission on the folder.
     public func openDirectory(as caller: Caller, _ ino: UInt64) throws(FSError) -> UInt64 {
         let node = try resolve(ino)
-        if case .diskImage = node { throw FSError(ENOTDIR) }
-        if case .snapshotImage = node { throw FSError(ENOTDIR) }
-        if case .snapshotInfo = node { throw FSError(ENOTDIR) }
+        guard ownership(node).directory else { throw FSError(ENOTDIR) }
         try require(caller, R_OK, on: node)
         func dir(_ name: String, _ ino: UInt64) -> DirectoryEntry { DirectoryEntry(name: name, ino: ino, kind: .directory) }
         var list: [DirectoryEntry]

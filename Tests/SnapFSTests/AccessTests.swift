@@ -164,3 +164,27 @@ final class AccessTests: XCTestCase {
         XCTAssertEqual(errno { try fs.rmdir(as: .root, parent: Inode.disks, name: "vm") }, 0)
     }
 }
+
+/// Builds that read format 3 would ignore owners and modes, so its images keep the defaults.
+final class FormatThreeAccessTests: XCTestCase {
+    func testChmodAndChownOfAFormatThreePoolAreRefused() throws {
+        var template = Array("/tmp/snapfs-core-XXXXXX".utf8CString)
+        let directory = String(cString: mkdtemp(&template)!)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var o = PoolOptions()
+        o.dataSegments = .singleFile
+        let pool = try Pool.open(directory: directory + "/pool", options: o)
+        defer { try? pool.close() }
+        let fs = FileSystem(pool: pool)
+        let folder = try fs.mkdir(as: .root, parent: Inode.disks, name: "vm").ino
+        let image = try fs.lookup(as: .root, parent: folder, name: "image").ino
+        for change in [AttributeChanges(mode: 0o600), AttributeChanges(uid: 1000), AttributeChanges(gid: 5)] {
+            XCTAssertThrowsError(try fs.setattr(as: .root, image, change)) { e in
+                XCTAssertEqual((e as? FSError)?.errno, EOPNOTSUPP, "\(change)")
+            }
+        }
+        XCTAssertEqual(try fs.setattr(as: .root, image, AttributeChanges(mode: 0o660)).attributes.permissions, 0o660,
+                       "a chmod to what it already is changes nothing and succeeds")
+        XCTAssertEqual(try fs.setattr(as: .root, image, AttributeChanges(size: 4096)).attributes.size, 4096)
+    }
+}
