@@ -53,10 +53,11 @@ public final class FuseBridge: KernelCacheInvalidator, @unchecked Sendable {
         self.mountpoint = mountpoint
         var args = snapfs_args_init()
         defer { fuse_opt_free_args(&args) }
-        // default_permissions: the kernel checks mode bits, so other users can read but
-        // never write a disk (images are root's, 0644). Root passes those checks and gets
-        // EROFS/EPERM from us. allow_other lets other users in at all (root mounts only).
-        var mountOptions = "fsname=snapfs,subtype=snapfs,default_permissions"
+        // No default_permissions: the core checks every access with the caller's credentials
+        // (SnapFS/Access.swift), so the snapshot file view can show guest owners and modes
+        // without the kernel applying them to host users. allow_other lets other users in
+        // at all (root mounts only). nosuid and nodev are libfuse's defaults for root too.
+        var mountOptions = "fsname=snapfs,subtype=snapfs"
         if geteuid() == 0 { mountOptions += ",allow_other" }
         var argv = ["snapfs", "-o", mountOptions]
         if options.debug { argv.append("-d") }

@@ -20,7 +20,7 @@ extension FuseBridge {
         ops.lookup = { req, parent, name in
             let fs = FuseBridge.bridge(req).fs
             do throws(FSError) {
-                var e = fuse_entry_param(try fs.lookup(parent: parent, name: String(cString: name!)))
+                var e = fuse_entry_param(try fs.lookup(as: Caller(req), parent: parent, name: String(cString: name!)))
                 fuse_reply_entry(req, &e)
             } catch { fuse_reply_err(req, error.errno) }
         }
@@ -35,7 +35,7 @@ extension FuseBridge {
         ops.setattr = { req, ino, attr, toSet, _ in
             let fs = FuseBridge.bridge(req).fs
             do throws(FSError) {
-                let e = try fs.setattr(ino, AttributeChanges(attr!.pointee, toSet: toSet))
+                let e = try fs.setattr(as: Caller(req), ino, AttributeChanges(attr!.pointee, toSet: toSet))
                 var st = stat(e.attributes)
                 fuse_reply_attr(req, &st, e.attributeTimeout)
             } catch { fuse_reply_err(req, error.errno) }
@@ -43,7 +43,7 @@ extension FuseBridge {
         ops.access = { req, ino, mask in
             let fs = FuseBridge.bridge(req).fs
             do throws(FSError) {
-                try fs.access(ino, mask: mask)
+                try fs.access(as: Caller(req), ino, mask: mask)
                 fuse_reply_err(req, 0)
             } catch { fuse_reply_err(req, error.errno) }
         }
@@ -52,14 +52,14 @@ extension FuseBridge {
         ops.mkdir = { req, parent, name, _ in
             let fs = FuseBridge.bridge(req).fs
             do throws(FSError) {
-                var e = fuse_entry_param(try fs.mkdir(parent: parent, name: String(cString: name!)))
+                var e = fuse_entry_param(try fs.mkdir(as: Caller(req), parent: parent, name: String(cString: name!)))
                 fuse_reply_entry(req, &e)
             } catch { fuse_reply_err(req, error.errno) }
         }
         ops.rmdir = { req, parent, name in
             let fs = FuseBridge.bridge(req).fs
             do throws(FSError) {
-                try fs.rmdir(parent: parent, name: String(cString: name!))
+                try fs.rmdir(as: Caller(req), parent: parent, name: String(cString: name!))
                 fuse_reply_err(req, 0)
             } catch { fuse_reply_err(req, error.errno) }
         }
@@ -86,7 +86,7 @@ extension FuseBridge {
         ops.opendir = { req, ino, fi in
             let fs = FuseBridge.bridge(req).fs
             do throws(FSError) {
-                let handle = try fs.openDirectory(ino)
+                let handle = try fs.openDirectory(as: Caller(req), ino)
                 fi!.pointee.fh = handle
                 // Interrupted: no RELEASEDIR will come for this handle.
                 if fuse_reply_open(req, fi) != 0 { fs.releaseDirectory(handle) }
@@ -125,7 +125,7 @@ extension FuseBridge {
         ops.open = { req, ino, fi in
             let fs = FuseBridge.bridge(req).fs
             do throws(FSError) {
-                let file = try fs.open(ino, flags: fi!.pointee.flags)
+                let file = try fs.open(as: Caller(req), ino, flags: fi!.pointee.flags)
                 fi!.pointee.fh = file.handle
                 snapfs_fi_set_keep_cache(fi, file.keepCache ? 1 : 0)
                 snapfs_fi_set_direct_io(fi, file.directIO ? 1 : 0)

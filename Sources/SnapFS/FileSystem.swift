@@ -88,15 +88,16 @@ public final class FileSystem: @unchecked Sendable {
         case .snapshotFolder(let s): return folder(Inode.folder(s.id), s.creationTime)
         case .diskImage(let d):
             let m = Timestamp(d.modificationTime)
-            return Attributes(ino: Inode.image(d.id), kind: .regular, permissions: 0o644, nlink: 1,
+            return Attributes(ino: Inode.image(d.id), kind: .regular, permissions: d.owner.mode, nlink: 1,
                               size: d.size, blocks: (d.mappedBytes + 511) / 512, blockSize: 4096,
-                              atime: m, mtime: m, ctime: m)
+                              uid: d.owner.uid, gid: d.owner.gid, atime: m, mtime: m, ctime: m)
         case .snapshotImage(let s):
             // A snapshot holds no space of its own until its disk diverges; report none
             // rather than double-count the shared chunks.
             let c = Timestamp(s.creationTime)
-            return Attributes(ino: Inode.image(s.id), kind: .regular, permissions: 0o444, nlink: 1,
-                              size: s.size, blocks: 0, blockSize: 4096, atime: c, mtime: c, ctime: c)
+            return Attributes(ino: Inode.image(s.id), kind: .regular, permissions: s.owner.mode, nlink: 1,
+                              size: s.size, blocks: 0, blockSize: 4096, uid: s.owner.uid, gid: s.owner.gid,
+                              atime: c, mtime: c, ctime: c)
         case .snapshotInfo(let s): return infoAttributes(s)
         }
     }
@@ -115,9 +116,13 @@ public final class FileSystem: @unchecked Sendable {
 
     // MARK: - Names
 
-    public func lookup(parent: UInt64, name: String) throws(FSError) -> Entry {
+    /// Needs search (x) permission on the folder, as a path walk does.
+    public func lookup(as caller: Caller, parent: UInt64, name: String) throws(FSError) -> Entry {
         let node: Node?
-        switch try resolve(parent) {
+        let folder = try resolve(parent)
+        guard ownership(folder).directory else { throw FSError(ENOTDIR) }
+        try require(caller, X_OK, on: folder)
+        switch folder {
         case .root:
             node = name == "disks" ? .disks : name == "snapshots" ? .snapshots : nil
         case .disks:
@@ -140,48 +145,58 @@ public final class FileSystem: @unchecked Sendable {
         entry(try resolve(ino))
     }
 
-    /// access(2) without default_permissions: we are root-only in practice, so the one
-    /// answer that matters is "a snapshot is not writable".
-    public func access(_ ino: UInt64, mask: Int32) throws(FSError) {
+    /// access(2) and chdir (FUSE_ACCESS, sent because the mount has no default_permissions):
+    /// EROFS for writing a snapshot (before any permission check, as Linux orders them),
+    /// else EACCES unless owner, group and mode allow every bit asked for (Access.swift).
+    public func access(as caller: Caller, _ ino: UInt64, mask: Int32) throws(FSError) {
         let node = try resolve(ino)
-        guard mask & W_OK != 0 else { return }
-        switch node {
-        case .snapshotFolder, .snapshotImage, .snapshotInfo: throw FSError(EROFS)
-        default: return
+        if mask & W_OK != 0 {
+            switch node {
+            case .snapshotFolder, .snapshotImage, .snapshotInfo: throw FSError(EROFS)
+            default: break
+            }
         }
+        try require(caller, mask, on: node)
     }
 
     // MARK: - Namespace changes
 
-    public func mkdir(parent: UInt64, name: String) throws(FSError) -> Entry {
+    public func mkdir(as caller: Caller, parent: UInt64, name: String) throws(FSError) -> Entry {
         switch try resolve(parent) {
-        case .disks: return try createDisk(name)
-        case .snapshots: return entry(.snapshotFolder(try mkdirSnapshot(name)))
+        case .disks: return try createDisk(name, by: caller)
+        case .snapshots: return entry(.snapshotFolder(try mkdirSnapshot(name, by: caller)))
         case .snapshotFolder: throw FSError(EROFS)
         default: throw FSError(EPERM)
         }
     }
 
-    private func createDisk(_ name: String) throws(FSError) -> Entry {
+    /// Root only (SPEC §6).
+    private func createDisk(_ name: String, by caller: Caller) throws(FSError) -> Entry {
         guard Names.isValid(name) else { throw FSError(EINVAL) }  // a bad name wins (SPEC §1)
         guard pool.disk(named: name) == nil else { throw FSError(EEXIST) }
+        guard caller.isRoot else { throw FSError(EACCES) }
         let disk = try store { try pool.createDisk(name: name) }
         try syncPool()
         return entry(.diskFolder(disk))
     }
 
-    /// `mkdir snapshots/D@L`: EINVAL for a bad id, EEXIST, ENOENT for no disk, then capture.
-    private func mkdirSnapshot(_ id: String) throws(FSError) -> SnapshotInfo {
+    /// `mkdir snapshots/D@L`: EINVAL for a bad id, EEXIST, ENOENT for no disk, EACCES
+    /// unless root or the disk's owner (SPEC §6), then capture.
+    private func mkdirSnapshot(_ id: String, by caller: Caller) throws(FSError) -> SnapshotInfo {
         guard let (disk, label) = Names.splitSnapshotId(id) else { throw FSError(EINVAL) }
         guard pool.snapshot(named: id) == nil else { throw FSError(EEXIST) }
-        guard pool.disk(named: disk) != nil else { throw FSError(ENOENT) }
+        guard let d = pool.disk(named: disk) else { throw FSError(ENOENT) }
+        guard caller.isRoot || caller.uid == d.owner.uid else { throw FSError(EACCES) }
         return try capture([SnapshotRequest(disk: disk, label: label)])[0]
     }
 
-    public func rmdir(parent: UInt64, name: String) throws(FSError) {
+    /// A disk: root only. A snapshot: root and the snapshot's owner (SPEC §6). EACCES
+    /// for anyone else.
+    public func rmdir(as caller: Caller, parent: UInt64, name: String) throws(FSError) {
         switch try resolve(parent) {
         case .disks:
             guard let d = pool.disk(named: name) else { throw FSError(ENOENT) }
+            guard caller.isRoot else { throw FSError(EACCES) }
             try opens.whenClosed(d.id, timeout: releaseWait) { () throws(FSError) in
                 // Same name, same disk? (It could have been deleted and re-created meanwhile.)
                 guard pool.disk(named: name)?.id == d.id else { throw FSError(ENOENT) }
@@ -190,6 +205,7 @@ public final class FileSystem: @unchecked Sendable {
             gates.remove(d.id)
         case .snapshots:
             guard let s = pool.snapshot(named: name) else { throw FSError(ENOENT) }
+            guard caller.isRoot || caller.uid == s.owner.uid else { throw FSError(EACCES) }
             try opens.whenClosed(s.id, timeout: releaseWait) { () throws(FSError) in
                 guard pool.snapshot(named: name)?.id == s.id else { throw FSError(ENOENT) }
                 try store { try pool.deleteSnapshot(name: name) }
@@ -225,15 +241,26 @@ public final class FileSystem: @unchecked Sendable {
 
     // MARK: - Attributes
 
-    public func setattr(_ ino: UInt64, _ changes: AttributeChanges) throws(FSError) -> Entry {
+    /// Every permission is checked before anything changes; a chmod or chown is committed
+    /// before the reply, so it survives a crash once it returned (SPEC §6).
+    public func setattr(as caller: Caller, _ ino: UInt64, _ changes: AttributeChanges) throws(FSError) -> Entry {
         let node = try resolve(ino)
         if changes.isEmpty { return entry(node) }
         switch node {
         case .snapshotFolder, .snapshotImage, .snapshotInfo:
             throw FSError(EROFS)
         case .diskImage(let d):
-            // Owner and mode are fixed (root, 0644): refuse rather than pretend.
-            guard changes.mode == nil, changes.uid == nil, changes.gid == nil else { throw FSError(EPERM) }
+            let owner = try newOwnership(of: d.owner, changes, by: caller)
+            if changes.size != nil { try require(caller, W_OK, on: node) }
+            try requireTimeChange(changes, on: node, by: caller)
+            if let owner, owner != d.owner {
+                guard pool.canStoreOwnership else {
+                    FileHandle.standardError.write(Data("snapfs: chmod/chown of \(d.name) refused: pool format 3 cannot store owners and modes; unmount and run snapfs pool upgrade\n".utf8))
+                    throw FSError(EOPNOTSUPP)
+                }
+                try store { try pool.setOwnership(disk: d.id, owner) }
+                try syncPool()
+            }
             if let size = changes.size {
                 try gates.gate(d.id).admit { () throws(FSError) in
                     try store { try pool.setDiskSize(id: d.id, size: size) }
@@ -252,8 +279,11 @@ public final class FileSystem: @unchecked Sendable {
 
     // MARK: - Folders
 
-    public func openDirectory(_ ino: UInt64) throws(FSError) -> UInt64 {
+    /// Needs read permission on the folder.
+    public func openDirectory(as caller: Caller, _ ino: UInt64) throws(FSError) -> UInt64 {
         let node = try resolve(ino)
+        guard ownership(node).directory else { throw FSError(ENOTDIR) }
+        try require(caller, R_OK, on: node)
         func dir(_ name: String, _ ino: UInt64) -> DirectoryEntry { DirectoryEntry(name: name, ino: ino, kind: .directory) }
         var list: [DirectoryEntry]
         switch node {

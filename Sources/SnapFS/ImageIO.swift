@@ -28,8 +28,20 @@ enum ImageHandle {
 }
 
 extension FileSystem {
-    public func open(_ ino: UInt64, flags: Int32) throws(FSError) -> OpenFile {
-        switch try resolve(ino) {
+    /// Read and/or write permission by the flags (Access.swift); a snapshot refuses any
+    /// write with EROFS first.
+    public func open(as caller: Caller, _ ino: UInt64, flags: Int32) throws(FSError) -> OpenFile {
+        let node = try resolve(ino)
+        switch node {
+        case .snapshotImage, .snapshotInfo:
+            guard flags & O_ACCMODE == O_RDONLY, flags & O_TRUNC == 0 else { throw FSError(EROFS) }
+            try require(caller, R_OK, on: node)
+        case .diskImage:
+            try require(caller, Self.accessMask(openFlags: flags), on: node)
+        default:
+            throw FSError(EISDIR)
+        }
+        switch node {
         case .diskImage(let d):
             guard opens.open(d.id, stillExists: { pool.disk(id: d.id) != nil }) else { throw FSError(ENOENT) }
             return OpenFile(handle: ImageHandle.make(d.id, snapshot: false), keepCache: false, directIO: false)

@@ -74,6 +74,8 @@ public struct DiskInfo: Sendable, Equatable {
     public var mappedBytes: UInt64
     public var creationTime: Date
     public var modificationTime: Date
+    /// Owner, group and mode of its `image` (SPEC §6).
+    public var owner: Ownership
 }
 
 public struct SnapshotInfo: Sendable, Equatable {
@@ -88,6 +90,9 @@ public struct SnapshotInfo: Sendable, Equatable {
     public var description: String
     public var tags: [String: String]
     public var retentionDays: Int?
+    /// Owner, group and mode of its `image` and `info.json`: the disk's at capture,
+    /// without write bits (SPEC §6).
+    public var owner: Ownership
 }
 
 public struct PoolStats: Sendable, Equatable {

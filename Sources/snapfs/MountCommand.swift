@@ -55,8 +55,8 @@ struct MountCommand: ParsableCommand {
             let skipped = replay.skipped > 0 ? " (\(replay.skipped) for objects the commit lacks, skipped)" : ""
             FileHandle.standardError.write(Data("snapfs: recovered \(replay.records) fsync'd changes from the intent log (\(replay.batches) batches)\(skipped)\n".utf8))
         }
-        if store.formatVersion < Pool.currentFormatVersion {
-            FileHandle.standardError.write(Data("snapfs: pool \(pool) is format \(store.formatVersion) (all data in one file, whose growth can stall writes); unmount it and run snapfs pool upgrade to move it to format \(Pool.currentFormatVersion)\n".utf8))
+        if store.formatVersion == 3 {
+            FileHandle.standardError.write(Data("snapfs: pool \(pool) is format 3 (all data in one file, whose growth can stall writes; owners and modes cannot be changed); unmount it and run snapfs pool upgrade to move it to format \(Pool.currentFormatVersion)\n".utf8))
         }
         if missing {
             do {

@@ -58,7 +58,9 @@ struct PoolUpgrade: ParsableCommand {
             copies the data into the segment files, switches the superblock, then deletes the \
             old file: it needs free host space for the pool's data once more. If it is \
             interrupted (even by kill -9 or a power cut) the pool opens in the old or the new \
-            format with nothing lost; run it again to finish. A current pool is left as it is.
+            format with nothing lost; run it again to finish. A format 4 pool only gets format 5 \
+            written into its superblock (format 5 adds owners and modes to the records; any \
+            commit by this snapfs does the same). A current pool is left as it is.
             """)
     @OptionGroup var options: ClientOptions
 
@@ -80,6 +82,8 @@ struct PoolUpgrade: ParsableCommand {
         }
         if report.fromVersion == report.toVersion {
             Table.print("pool \(options.pool) is already format \(report.toVersion); nothing to do\n")
+        } else if report.fromVersion == 4 {
+            Table.print("pool \(options.pool): format 4 -> \(report.toVersion) (records gain owners and modes; no data copied)\n")
         } else {
             Table.print(String(format: "pool %@: format %u -> %u, %@ of data copied into %d segment files in %.1f s\n",
                                options.pool, report.fromVersion, report.toVersion, Table.size(report.copiedBytes),

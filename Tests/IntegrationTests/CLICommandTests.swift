@@ -89,7 +89,7 @@ final class CLICommandTests: CLITestCase {
         let infoPath = "\(m.snapshots)/db@s1/info.json"
         let bytes = try read(infoPath)
         XCTAssertEqual(Int(try Sys.stat(infoPath).st_size), bytes.count)
-        XCTAssertEqual(try Sys.stat(infoPath).st_mode & 0o777, 0o444)
+        XCTAssertEqual(try Sys.stat(infoPath).st_mode & 0o777, 0o440, "the snapshot's mode: its disk's 0660 without write bits")
         let info = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
         let listed = try XCTUnwrap(try snapshots(["--disk", "db"]).first)
         XCTAssertEqual(NSDictionary(dictionary: info), NSDictionary(dictionary: listed))

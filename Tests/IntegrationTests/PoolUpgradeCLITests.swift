@@ -61,8 +61,8 @@ final class PoolUpgradeCLITests: CLITestCase {
         }
         XCTAssertGreaterThan(killed, 0, "the upgrade finished before the first kill")
         let done = ok(["pool", "upgrade"])
-        XCTAssertTrue(done.stdout.contains("format 3 -> 4") || done.stdout.contains("already format 4"), done.stdout)
-        XCTAssertEqual(try PoolFiles.superblockVersions(m.pool), [4, 4])
+        XCTAssertTrue(done.stdout.contains("format 3 -> 5") || done.stdout.contains("already format 5"), done.stdout)
+        XCTAssertEqual(try PoolFiles.superblockVersions(m.pool), [5, 5])
         let files = try FileManager.default.contentsOfDirectory(atPath: m.pool)
         XCTAssertFalse(files.contains("data"), "old data file removed: \(files)")
         XCTAssertTrue(files.contains("data.000000") && files.contains("data.000003"), "segment files: \(files.sorted())")
@@ -76,7 +76,7 @@ final class PoolUpgradeCLITests: CLITestCase {
         try Sys.close(fd)
         try m.unmount()
         ok(["check"])
-        XCTAssertEqual(try PoolFiles.superblockVersions(m.pool), [4, 4], "commits keep format 4")
+        XCTAssertEqual(try PoolFiles.superblockVersions(m.pool), [5, 5], "commits keep format 5")
     }
 
     func testUpgradeRefusesAMountedPoolAndLeavesACurrentOneAlone() throws {
@@ -85,7 +85,7 @@ final class PoolUpgradeCLITests: CLITestCase {
         fails(["pool", "upgrade"], "is mounted: unmount it first")
         try m.unmount()
         let r = ok(["pool", "upgrade"])
-        XCTAssertTrue(r.stdout.contains("already format 4"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("already format 5"), r.stdout)
         let missing = Shell.run([m.binary, "pool", "upgrade", "--pool", m.root + "/nothing-here"])
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.stderr.hasPrefix("snapfs: no snapfs pool at"), missing.stderr)

@@ -30,9 +30,9 @@ final class FileSystemTests: XCTestCase {
 
     @discardableResult
     func makeDisk(_ name: String, size: UInt64 = 0) throws -> (folder: UInt64, image: UInt64) {
-        let folder = try fs.mkdir(parent: Inode.disks, name: name).ino
-        let image = try fs.lookup(parent: folder, name: "image").ino
-        if size > 0 { _ = try fs.setattr(image, AttributeChanges(size: size)) }
+        let folder = try fs.mkdir(as: .root, parent: Inode.disks, name: name).ino
+        let image = try fs.lookup(as: .root, parent: folder, name: "image").ino
+        if size > 0 { _ = try fs.setattr(as: .root, image, AttributeChanges(size: size)) }
         return (folder, image)
     }
 
@@ -57,79 +57,83 @@ final class FileSystemTests: XCTestCase {
     }
 
     func testDiskFolderErrnos() throws {
-        XCTAssertEqual(errno { _ = try fs.mkdir(parent: Inode.disks, name: "d1") }, 0)
-        XCTAssertEqual(errno { _ = try fs.mkdir(parent: Inode.disks, name: "d1") }, EEXIST)
-        XCTAssertEqual(errno { _ = try fs.mkdir(parent: Inode.disks, name: "-bad") }, EINVAL)
-        XCTAssertEqual(errno { _ = try fs.mkdir(parent: Inode.disks, name: String(repeating: "a", count: 65)) }, EINVAL)
-        XCTAssertEqual(errno { _ = try fs.mkdir(parent: Inode.root, name: "x") }, EPERM)
-        XCTAssertEqual(errno { _ = try fs.lookup(parent: Inode.disks, name: "nope") }, ENOENT)
-        let e = try fs.lookup(parent: Inode.disks, name: "d1")
+        XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: Inode.disks, name: "d1") }, 0)
+        XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: Inode.disks, name: "d1") }, EEXIST)
+        XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: Inode.disks, name: "-bad") }, EINVAL)
+        XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: Inode.disks, name: String(repeating: "a", count: 65)) }, EINVAL)
+        XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: Inode.root, name: "x") }, EPERM)
+        XCTAssertEqual(errno { _ = try fs.lookup(as: .root, parent: Inode.disks, name: "nope") }, ENOENT)
+        let e = try fs.lookup(as: .root, parent: Inode.disks, name: "d1")
         XCTAssertEqual(e.attributes.kind, .directory)
         XCTAssertEqual(e.attributes.permissions, 0o755)
         XCTAssertEqual(e.attributes.nlink, 2)
-        let image = try fs.lookup(parent: e.ino, name: "image").attributes
-        XCTAssertEqual(image.permissions, 0o644)
+        let image = try fs.lookup(as: .root, parent: e.ino, name: "image").attributes
+        XCTAssertEqual(image.permissions, 0o660)
+        XCTAssertEqual(image.uid, 0)
+        XCTAssertEqual(image.gid, Ownership.diskGroup)
         XCTAssertEqual(image.size, 0)
-        XCTAssertEqual(errno { _ = try fs.mkdir(parent: e.ino, name: "x") }, EPERM)
+        XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: e.ino, name: "x") }, EPERM)
         XCTAssertEqual(fs.refuseNewEntry(parent: e.ino).errno, EPERM)
-        XCTAssertEqual(errno { try fs.rmdir(parent: Inode.disks, name: "d1") }, 0)
-        XCTAssertEqual(errno { try fs.rmdir(parent: Inode.disks, name: "d1") }, ENOENT)
+        XCTAssertEqual(errno { try fs.rmdir(as: .root, parent: Inode.disks, name: "d1") }, 0)
+        XCTAssertEqual(errno { try fs.rmdir(as: .root, parent: Inode.disks, name: "d1") }, ENOENT)
         XCTAssertEqual(errno { _ = try fs.getattr(e.ino) }, ENOENT)
     }
 
     func testSnapshotFolderErrnos() throws {
         try makeDisk("d")
         for bad in ["d", "d@", "@l", "d@l@m", "d@-x"] {
-            XCTAssertEqual(errno { _ = try fs.mkdir(parent: Inode.snapshots, name: bad) }, EINVAL, bad)
+            XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: Inode.snapshots, name: bad) }, EINVAL, bad)
         }
-        XCTAssertEqual(errno { _ = try fs.mkdir(parent: Inode.snapshots, name: "nodisk@l") }, ENOENT)
-        XCTAssertEqual(errno { _ = try fs.mkdir(parent: Inode.snapshots, name: "d@l") }, 0)
-        XCTAssertEqual(errno { _ = try fs.mkdir(parent: Inode.snapshots, name: "d@l") }, EEXIST)
-        let folder = try fs.lookup(parent: Inode.snapshots, name: "d@l").ino
-        let image = try fs.lookup(parent: folder, name: "image")
-        XCTAssertEqual(image.attributes.permissions, 0o444)
-        XCTAssertEqual(errno { _ = try fs.mkdir(parent: folder, name: "x") }, EROFS)
+        XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: Inode.snapshots, name: "nodisk@l") }, ENOENT)
+        XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: Inode.snapshots, name: "d@l") }, 0)
+        XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: Inode.snapshots, name: "d@l") }, EEXIST)
+        let folder = try fs.lookup(as: .root, parent: Inode.snapshots, name: "d@l").ino
+        let image = try fs.lookup(as: .root, parent: folder, name: "image")
+        XCTAssertEqual(image.attributes.permissions, 0o440)
+        XCTAssertEqual(errno { _ = try fs.mkdir(as: .root, parent: folder, name: "x") }, EROFS)
         XCTAssertEqual(fs.refuseNewEntry(parent: folder).errno, EROFS)
         XCTAssertEqual(fs.unlink(parent: folder, name: "image").errno, EROFS)
         XCTAssertEqual(fs.rename(parent: folder, newParent: Inode.disks).errno, EROFS)
-        XCTAssertEqual(errno { _ = try fs.open(image.ino, flags: O_RDWR) }, EROFS)
-        XCTAssertEqual(errno { _ = try fs.open(image.ino, flags: O_WRONLY) }, EROFS)
+        XCTAssertEqual(errno { _ = try fs.open(as: .root, image.ino, flags: O_RDWR) }, EROFS)
+        XCTAssertEqual(errno { _ = try fs.open(as: .root, image.ino, flags: O_WRONLY) }, EROFS)
         for change in [AttributeChanges(size: 0), AttributeChanges(mode: 0o600), AttributeChanges(uid: 1),
                        AttributeChanges(atime: .now, mtime: .now)] {
-            XCTAssertEqual(errno { _ = try fs.setattr(image.ino, change) }, EROFS)
+            XCTAssertEqual(errno { _ = try fs.setattr(as: .root, image.ino, change) }, EROFS)
         }
-        XCTAssertEqual(errno { try fs.access(image.ino, mask: W_OK) }, EROFS)
-        XCTAssertEqual(errno { try fs.access(image.ino, mask: R_OK) }, 0)
+        XCTAssertEqual(errno { try fs.access(as: .root, image.ino, mask: W_OK) }, EROFS)
+        XCTAssertEqual(errno { try fs.access(as: .root, image.ino, mask: R_OK) }, 0)
         // The snapshot outlives its disk.
-        try fs.rmdir(parent: Inode.disks, name: "d")
+        try fs.rmdir(as: .root, parent: Inode.disks, name: "d")
         XCTAssertNoThrow(try fs.getattr(image.ino))
-        XCTAssertEqual(errno { try fs.rmdir(parent: Inode.snapshots, name: "d@l") }, 0)
+        XCTAssertEqual(errno { try fs.rmdir(as: .root, parent: Inode.snapshots, name: "d@l") }, 0)
     }
 
     func testDiskImageAttributes() throws {
         let (_, image) = try makeDisk("d", size: 1 << 20)
         XCTAssertEqual(try fs.getattr(image).attributes.size, 1 << 20)
-        XCTAssertEqual(errno { _ = try fs.setattr(image, AttributeChanges(mode: 0o644)) }, EPERM)
-        XCTAssertEqual(errno { _ = try fs.setattr(image, AttributeChanges(uid: 0, gid: 0)) }, EPERM)
+        XCTAssertEqual(try fs.setattr(as: .root, image, AttributeChanges(mode: 0o640)).attributes.permissions, 0o640)
+        XCTAssertEqual(errno { _ = try fs.setattr(as: .root, image, AttributeChanges(mode: 0o4640)) }, EPERM, "never setuid")
+        let owned = try fs.setattr(as: .root, image, AttributeChanges(uid: 7, gid: 8)).attributes
+        XCTAssertEqual([owned.uid, owned.gid], [7, 8])
         let when = Date(timeIntervalSince1970: 1_000_000)
-        let e = try fs.setattr(image, AttributeChanges(mtime: .at(when)))
+        let e = try fs.setattr(as: .root, image, AttributeChanges(mtime: .at(when)))
         XCTAssertEqual(e.attributes.mtime.seconds, 1_000_000)
-        XCTAssertEqual(try fs.setattr(image, AttributeChanges(size: 4096)).attributes.size, 4096)
+        XCTAssertEqual(try fs.setattr(as: .root, image, AttributeChanges(size: 4096)).attributes.size, 4096)
     }
 
     func testReadWriteAndSnapshotImmutability() throws {
         let (_, image) = try makeDisk("d")
-        let h = try fs.open(image, flags: O_RDWR)
+        let h = try fs.open(as: .root, image, flags: O_RDWR)
         XCTAssertFalse(h.keepCache)
         XCTAssertFalse(h.directIO)
         let a = [UInt8](repeating: 0xAA, count: 8192), b = [UInt8](repeating: 0xBB, count: 8192)
         try write(h.handle, a, at: 100_000)
         XCTAssertEqual(try fs.getattr(image).attributes.size, 108_192)
         XCTAssertEqual(try read(h.handle, 4, at: 0), [0, 0, 0, 0])  // a hole reads as zeros
-        _ = try fs.mkdir(parent: Inode.snapshots, name: "d@one")
+        _ = try fs.mkdir(as: .root, parent: Inode.snapshots, name: "d@one")
         try write(h.handle, b, at: 100_000)
-        let snapImage = try fs.lookup(parent: try fs.lookup(parent: Inode.snapshots, name: "d@one").ino, name: "image").ino
-        let s = try fs.open(snapImage, flags: O_RDONLY)
+        let snapImage = try fs.lookup(as: .root, parent: try fs.lookup(as: .root, parent: Inode.snapshots, name: "d@one").ino, name: "image").ino
+        let s = try fs.open(as: .root, snapImage, flags: O_RDONLY)
         XCTAssertTrue(s.keepCache)
         XCTAssertEqual(try read(s.handle, 8192, at: 100_000), a)
         XCTAssertEqual(try read(h.handle, 8192, at: 100_000), b)
@@ -141,20 +145,20 @@ final class FileSystemTests: XCTestCase {
 
     func testBusyWhileOpenThenReleased() throws {
         let (_, image) = try makeDisk("d")
-        let h = try fs.open(image, flags: O_RDWR)
+        let h = try fs.open(as: .root, image, flags: O_RDWR)
         XCTAssertTrue(fs.isOpen(object: h.handle))
-        XCTAssertEqual(errno { try fs.rmdir(parent: Inode.disks, name: "d") }, EBUSY)
+        XCTAssertEqual(errno { try fs.rmdir(as: .root, parent: Inode.disks, name: "d") }, EBUSY)
         // A release arriving within the wait lets rmdir go through.
         fs.releaseWait = 2
         let core = self.fs!
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { core.release(h.handle) }
-        XCTAssertEqual(errno { try fs.rmdir(parent: Inode.disks, name: "d") }, 0)
-        XCTAssertEqual(errno { _ = try fs.open(image, flags: O_RDWR) }, ENOENT)
+        XCTAssertEqual(errno { try fs.rmdir(as: .root, parent: Inode.disks, name: "d") }, 0)
+        XCTAssertEqual(errno { _ = try fs.open(as: .root, image, flags: O_RDWR) }, ENOENT)
     }
 
     func testFallocate() throws {
         let (_, image) = try makeDisk("d")
-        let h = try fs.open(image, flags: O_RDWR)
+        let h = try fs.open(as: .root, image, flags: O_RDWR)
         defer { fs.release(h.handle) }
         try write(h.handle, [UInt8](repeating: 7, count: 65536), at: 0)
         let punch = FallocateMode.punchHole | FallocateMode.keepSize
@@ -173,16 +177,16 @@ final class FileSystemTests: XCTestCase {
     func testReaddirListsTheTree() throws {
         try makeDisk("b")
         try makeDisk("a")
-        _ = try fs.mkdir(parent: Inode.snapshots, name: "a@x")
+        _ = try fs.mkdir(as: .root, parent: Inode.snapshots, name: "a@x")
         func names(_ ino: UInt64) throws -> [String] {
-            let h = try fs.openDirectory(ino)
+            let h = try fs.openDirectory(as: .root, ino)
             defer { fs.releaseDirectory(h) }
             return fs.readDirectory(h, from: 0).map(\.name)
         }
         XCTAssertEqual(try names(Inode.root), [".", "..", "disks", "snapshots"])
         XCTAssertEqual(try names(Inode.disks), [".", "..", "a", "b"])
         XCTAssertEqual(try names(Inode.snapshots), [".", "..", "a@x"])
-        let h = try fs.openDirectory(Inode.disks)
+        let h = try fs.openDirectory(as: .root, Inode.disks)
         XCTAssertEqual(fs.readDirectory(h, from: 3).map(\.name), ["b"])
         XCTAssertEqual(fs.readDirectory(h, from: 4).count, 0)
         fs.releaseDirectory(h)
@@ -200,7 +204,7 @@ final class FileSystemTests: XCTestCase {
     /// hold a prefix of the write sequence with every 4 KiB write whole (SPEC §2).
     func testCaptureIsPointInTime() throws {
         let (_, image) = try makeDisk("d")
-        let h = try fs.open(image, flags: O_RDWR)
+        let h = try fs.open(as: .root, image, flags: O_RDWR)
         let blocks = 256
         let fs = self.fs!
         let stop = LockedFlag()
@@ -218,15 +222,15 @@ final class FileSystemTests: XCTestCase {
         writer.start()
         usleep(50_000)
         for k in 0..<10 {
-            let snap = try fs.mkdir(parent: Inode.snapshots, name: "d@s\(k)")
-            XCTAssertEqual(try fs.lookup(parent: snap.ino, name: "image").attributes.kind, .regular)
+            let snap = try fs.mkdir(as: .root, parent: Inode.snapshots, name: "d@s\(k)")
+            XCTAssertEqual(try fs.lookup(as: .root, parent: snap.ino, name: "image").attributes.kind, .regular)
             usleep(10_000)
         }
         stop.set()
         while !writer.isFinished { usleep(1000) }
         for k in 0..<10 {
-            let folder = try fs.lookup(parent: Inode.snapshots, name: "d@s\(k)").ino
-            let s = try fs.open(try fs.lookup(parent: folder, name: "image").ino, flags: O_RDONLY)
+            let folder = try fs.lookup(as: .root, parent: Inode.snapshots, name: "d@s\(k)").ino
+            let s = try fs.open(as: .root, try fs.lookup(as: .root, parent: folder, name: "image").ino, flags: O_RDONLY)
             let bytes = try read(s.handle, blocks * 4096, at: 0)
             fs.release(s.handle)
             var values: [UInt64] = []

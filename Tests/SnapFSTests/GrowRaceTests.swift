@@ -16,9 +16,9 @@ final class GrowRaceTests: XCTestCase {
         let pool = try Pool.open(directory: directory + "/pool", options: o)
         defer { try? pool.close() }
         let fs = FileSystem(pool: pool)
-        let folder = try fs.mkdir(parent: Inode.disks, name: "d").ino
-        let image = try fs.lookup(parent: folder, name: "image").ino
-        let h = try fs.open(image, flags: O_RDWR).handle
+        let folder = try fs.mkdir(as: .root, parent: Inode.disks, name: "d").ino
+        let image = try fs.lookup(as: .root, parent: folder, name: "image").ino
+        let h = try fs.open(as: .root, image, flags: O_RDWR).handle
         let writes = 3000, block = 4096
         let done = NSLock()
         nonisolated(unsafe) var finished = false

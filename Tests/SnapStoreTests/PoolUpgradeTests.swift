@@ -3,7 +3,8 @@ import XCTest
 import TestSupport
 @testable import SnapStore
 
-/// `Pool.upgrade`: a format 3 pool (one `data` file) moved to format 4 (segment files),
+/// `Pool.upgrade`: a format 3 pool (one `data` file) moved to the current format (segment
+/// files, format 4; owners and modes in records, format 5),
 /// with nothing lost however it is cut short.
 final class PoolUpgradeTests: XCTestCase {
     var dir = ""
@@ -80,7 +81,7 @@ final class PoolUpgradeTests: XCTestCase {
             XCTAssertTrue(files.contains("data"), context)
             XCTAssertEqual(try segmentFiles(path), [], "\(context): a copy never switched to is removed")
         } else {
-            XCTAssertEqual(version, 4, context)
+            XCTAssertEqual(version, Pool.currentFormatVersion, context)
             XCTAssertFalse(files.contains("data"), "\(context): the old data file is removed")
             XCTAssertFalse(try segmentFiles(path).isEmpty, context)
         }
@@ -92,13 +93,13 @@ final class PoolUpgradeTests: XCTestCase {
         XCTAssertEqual(try PoolFiles.superblockVersions(dir), [3, 3])
         let report = try Pool.upgrade(directory: dir, to: small, options: options)
         XCTAssertEqual(report.fromVersion, 3)
-        XCTAssertEqual(report.toVersion, 4)
+        XCTAssertEqual(report.toVersion, 5)
         let segments = try segmentFiles(dir)
         XCTAssertEqual(report.segmentFiles, segments.count)
         XCTAssertGreaterThan(segments.count, 8, "the data spans many 64-256 KiB segments: \(segments)")
         XCTAssertGreaterThan(report.copiedBytes, 4 << 20)
-        XCTAssertEqual(try PoolFiles.superblockVersions(dir), [4, 4], "both superblock slots describe the new layout")
-        XCTAssertEqual(try verify(dir, expected, "after the upgrade"), 4)
+        XCTAssertEqual(try PoolFiles.superblockVersions(dir), [5, 5], "both superblock slots describe the new layout")
+        XCTAssertEqual(try verify(dir, expected, "after the upgrade"), 5)
 
         // The upgraded pool works: writes, a snapshot, a reopen.
         let pool = try Pool.open(directory: dir, options: options)
@@ -107,11 +108,11 @@ final class PoolUpgradeTests: XCTestCase {
         _ = try pool.createSnapshots([SnapshotRequest(disk: "a", label: "after")])
         let now = try contents(of: pool)
         try pool.close()
-        XCTAssertEqual(try verify(dir, now, "written after the upgrade"), 4)
+        XCTAssertEqual(try verify(dir, now, "written after the upgrade"), 5)
 
         let again = try Pool.upgrade(directory: dir, to: small, options: options)
-        XCTAssertEqual(again.fromVersion, 4, "a current pool is left as it is")
-        XCTAssertEqual(again.toVersion, 4)
+        XCTAssertEqual(again.fromVersion, 5, "a current pool is left as it is")
+        XCTAssertEqual(again.toVersion, 5)
         XCTAssertEqual(again.copiedBytes, 0)
     }
 
@@ -145,13 +146,13 @@ final class PoolUpgradeTests: XCTestCase {
             let context = "killed at I/O \(point)\(point % 2 == 1 ? " with a power cut" : "")"
             sawFormats.insert(try verify(dir, expected, context))
             _ = try Pool.upgrade(directory: dir, to: small, options: options)
-            XCTAssertEqual(try verify(dir, expected, context + ", then upgraded again"), 4)
+            XCTAssertEqual(try verify(dir, expected, context + ", then upgraded again"), 5)
             point += 1
             XCTAssertLessThan(point, 2000, "the upgrade never finished")
             if point >= 2000 { break }
         }
         XCTAssertGreaterThan(point, 20, "kill points covered")
         print("upgrade: killed at each of \(point) I/O points")
-        XCTAssertEqual(sawFormats, [3, 4], "deaths before and after the switch")
+        XCTAssertEqual(sawFormats, [3, 5], "deaths before and after the switch")
     }
 }

@@ -51,9 +51,9 @@ extension FileSystem {
     func infoAttributes(_ s: SnapshotInfo) -> Attributes {
         let c = Timestamp(s.creationTime)
         let size = UInt64(infoBytes(s).count)
-        return Attributes(ino: Inode.info(s.id), kind: .regular, permissions: 0o444, nlink: 1,
+        return Attributes(ino: Inode.info(s.id), kind: .regular, permissions: s.owner.mode, nlink: 1,
                           size: size, blocks: (size + 511) / 512, blockSize: 4096,
-                          atime: c, mtime: c, ctime: c)
+                          uid: s.owner.uid, gid: s.owner.gid, atime: c, mtime: c, ctime: c)
     }
 
     func openInfo(_ s: SnapshotInfo, flags: Int32) throws(FSError) -> OpenFile {

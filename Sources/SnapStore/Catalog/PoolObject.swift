@@ -13,6 +13,8 @@ final class PoolObject {
     var mappedChunks: UInt64
     let created: Date
     var modified: Date
+    /// Owner, group and mode of the image (SPEC §6); a snapshot's are its disk's at capture.
+    var owner: Ownership
     // Snapshots only.
     var sourceDisk: String = ""
     var sourceDiskId: ObjectID = 0
@@ -36,6 +38,7 @@ final class PoolObject {
     init(id: ObjectID, kind: Kind, name: String, size: UInt64, map: MapRoot, mappedChunks: UInt64, created: Date) {
         self.id = id; self.kind = kind; self.name = name; self.size = size
         self.map = map; self.mappedChunks = mappedChunks; self.created = created; self.modified = created
+        owner = kind == .disk ? .newDisk : .legacySnapshot
     }
 }
 
@@ -58,7 +61,12 @@ struct ObjectRecord: Codable {
     var description: String?
     var tags: [String: String]?
     var retentionDays: Int?
-    /// Present (true) only while the object's map is being released.
+    // Format 5; absent in older records, which read as the defaults (Ownership.newDisk,
+    // Ownership.legacySnapshot).
+    var uid: UInt32?
+    var gid: UInt32?
+    var mode: UInt32?
+    /// Format 5: present (true) only while the object's map is being released.
     var deleting: Bool?
 
     init(_ o: PoolObject) {
@@ -68,6 +76,7 @@ struct ObjectRecord: Codable {
         mappedChunks = o.mappedChunks
         createdMicros = Int64(o.created.timeIntervalSince1970 * 1e6)
         modifiedMicros = Int64(o.modified.timeIntervalSince1970 * 1e6)
+        uid = o.owner.uid; gid = o.owner.gid; mode = o.owner.mode
         if o.kind == .snapshot {
             sourceDisk = o.sourceDisk; sourceDiskId = o.sourceDiskId; freezeMicros = o.freezeMicros
             description = o.descriptionText; tags = o.tags; retentionDays = o.retentionDays
@@ -87,6 +96,7 @@ struct ObjectRecord: Codable {
         o.tags = tags ?? [:]
         o.retentionDays = retentionDays
         o.deleting = deleting ?? false
+        if let uid, let gid, let mode { o.owner = Ownership(uid: uid, gid: gid, mode: mode) }
         return o
     }
 
@@ -106,6 +116,7 @@ struct ObjectRecord: Codable {
         var r = self
         r.id = .max; r.size = .max; r.root = .max; r.rootCRC = .max; r.height = Int.min
         r.mappedChunks = .max; r.createdMicros = .min; r.modifiedMicros = .min
+        r.uid = .max; r.gid = .max; r.mode = .max; r.deleting = true
         if kind == .snapshot { r.sourceDiskId = .max; r.freezeMicros = .max }
         return (try? Self.encodeJSON(r).count) ?? Int.max
     }

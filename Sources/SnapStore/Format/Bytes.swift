@@ -29,7 +29,8 @@ enum Layout {
     static let fanout = 256
     static let fanoutBits = 8
     static let entrySize = 16
-    static let formatVersion: UInt32 = 4
-    /// Format 3 pools (one `data` file) are read and written as format 3.
+    static let formatVersion: UInt32 = 5
+    /// Format 3 pools (one `data` file) are read and written as format 3; format 4 pools
+    /// become format 5 at their first commit (5 only adds fields to object records).
     static let oldestReadableVersion: UInt32 = 3
 }

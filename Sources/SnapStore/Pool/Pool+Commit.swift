@@ -223,6 +223,8 @@ extension Pool {
             var sb = superblock
             // The transaction just closed; after a failed commit this skips its number.
             sb.generation = metaRefs.txn - 1
+            // Format 5 only adds record fields: a format 4 pool is format 5 from its first commit.
+            if sb.formatVersion == 4 { sb.formatVersion = Layout.formatVersion }
             precondition(metaRefs.txn == dataRefs.txn, "transaction numbers out of step")
             sb.objectTree = objectTree
             sb.nextObjectId = nextObjectId

@@ -82,6 +82,7 @@ extension Pool {
                 if d.map.ptr != 0 { metaRefs.increment(d.map.ptr) }
                 s.sourceDisk = d.name
                 s.sourceDiskId = d.id
+                s.owner = d.owner.readOnly
                 s.descriptionText = r.description
                 s.tags = r.tags
                 s.retentionDays = r.retentionDays
@@ -93,6 +94,26 @@ extension Pool {
             }
         }
     }
+
+    /// chown/chmod of a disk's image; the caller commits. Snapshots keep what they took
+    /// at capture (SPEC §6). Format 3 records are read by builds that would ignore these
+    /// fields, so a format 3 pool keeps the defaults until `snapfs pool upgrade`.
+    public func setOwnership(disk id: ObjectID, _ owner: Ownership) throws {
+        guard canStoreOwnership else {
+            throw StoreError.invalidArgument("pool format 3 cannot store owners and modes: run snapfs pool upgrade")
+        }
+        try ensureAcknowledging()
+        journal.invalidate()
+        try lock.withLock {
+            guard let o = objects[id], o.kind == .disk else { throw StoreError.notFound("no such disk") }
+            o.owner = owner
+            dirtyObjects.insert(o.id)
+        }
+    }
+
+    /// Whether owners and modes other than the defaults can be kept (format 4 and later;
+    /// format 4 becomes 5 at its first commit).
+    public var canStoreOwnership: Bool { formatVersion != 3 }
 
     public func setFreezeMicros(snapshot id: ObjectID, micros: UInt64) {
         journal.invalidate()

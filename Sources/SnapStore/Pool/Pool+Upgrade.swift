@@ -11,8 +11,8 @@ public struct UpgradeReport: Sendable {
     public var copiedBytes: UInt64
 }
 
-/// Moves a format 3 pool (all chunks in one `data` file) to format 4 (segment files), so
-/// it gets format 4's allocation ahead without write stalls (BENCHMARKS.md, session 9).
+/// Moves a format 3 pool (all chunks in one `data` file) to the current format (segment
+/// files, format 4; owners and modes in records, format 5), so it gets segments' allocation ahead without write stalls (BENCHMARKS.md, session 9).
 /// Offline: it holds the pool's lock throughout.
 ///
 /// Crash safety: the old file is the truth until the switch. (1) Commit what is pending and
@@ -35,8 +35,14 @@ extension Pool {
         let pool = try Pool.open(directory: directory, options: o)
         let version = pool.lock.withLock { pool.superblock.formatVersion }
         guard version == 3 else {
+            // Format 4 -> 5 adds record fields only: two commits write format 5 into both
+            // superblock slots (any commit would, this makes it explicit and immediate).
+            if version == 4 {
+                try pool.commitNow()
+                try pool.commitNow()
+            }
             try pool.close()
-            return UpgradeReport(fromVersion: version, toVersion: version, segmentFiles: 0, copiedBytes: 0)
+            return UpgradeReport(fromVersion: version, toVersion: Layout.formatVersion, segmentFiles: 0, copiedBytes: 0)
         }
         // From the copy on, the pool object describes the old layout: never used again.
         defer { pool.abandon() }

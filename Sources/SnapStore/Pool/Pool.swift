@@ -400,13 +400,13 @@ public final class Pool: @unchecked Sendable {
 
     func diskInfo(_ o: PoolObject) -> DiskInfo {
         DiskInfo(id: o.id, name: o.name, size: o.size, mappedBytes: o.mappedChunks * UInt64(chunkSize),
-                 creationTime: o.created, modificationTime: o.modified)
+                 creationTime: o.created, modificationTime: o.modified, owner: o.owner)
     }
 
     func snapshotInfo(_ o: PoolObject) -> SnapshotInfo {
         SnapshotInfo(id: o.id, name: o.name, sourceDisk: o.sourceDisk, sourceDiskId: o.sourceDiskId, size: o.size,
                      creationTime: o.created, freezeMicros: o.freezeMicros, description: o.descriptionText,
-                     tags: o.tags, retentionDays: o.retentionDays)
+                     tags: o.tags, retentionDays: o.retentionDays, owner: o.owner)
     }
 
     /// The on-disk format of the last commit (docs/FORMAT.md).
