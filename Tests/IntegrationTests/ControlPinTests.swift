@@ -13,15 +13,17 @@ final class ControlPinTests: CLITestCase {
         try XCTUnwrap(try json(["pool", "stats"])["UsedBytes"] as? Int)
     }
 
-    /// A disk holding 16 MiB, committed, then a pin, then the disk deleted: its blocks are
-    /// freed but kept for the pin. Returns the pin's connection and the pool's use before.
+    /// A disk holding 16 MiB, then a pin (which commits it), then the disk deleted: its blocks
+    /// are freed but kept for the pin. Returns the pin's connection and the pool's use while
+    /// pinned.
     func pinThenFreeSixteenMiB() throws -> (RawControlClient, Int) {
         let image = try makeDisk("vm1", size: 16 << 20)
         try write(image, Bytes.random(16 << 20), at: 0)
-        let before = try usedBytes()
         let pin = try RawControlClient(path: socketPath)
         pin.send(#"{"op":"pin"}"# + "\n")
         XCTAssertEqual(pin.readLine(within: 10), #"{"message":"pinned"}"#)
+        // Measured after the pin's commit, which also empties the intent log.
+        let before = try usedBytes()
         ok(["disk", "delete", "vm1"])
         XCTAssertGreaterThanOrEqual(try usedBytes(), before - (1 << 20), "the pinned blocks were freed")
         return (pin, before)
@@ -78,6 +80,7 @@ final class ControlPinTests: CLITestCase {
         let stderr = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
         XCTAssertNotEqual(check.terminationStatus, 0, stderr)
         XCTAssertTrue(stderr.hasPrefix("snapfs: the daemon dropped the check's pin; run again"), stderr)
+        XCTAssertTrue(stderr.contains("no renewal from the client within 15 s"), stderr)
         // Nothing was damaged: a check that keeps its pin passes.
         ok(["check", "--no-data"])
     }

@@ -37,7 +37,9 @@ extension ControlClient {
             defer { Glibc.close(fd) }
             let why: String
             do {
-                try ControlSocket.send(fd, [PinLease.releaseByte], deadline: ControlDeadline(seconds: 10))
+                // If the daemon dropped the pin it has closed its end: the send fails, but its
+                // answer saying why is still there to read.
+                try? ControlSocket.send(fd, [PinLease.releaseByte], deadline: ControlDeadline(seconds: 10))
                 let line = try ControlSocket.readLine(fd, limit: 1 << 16, deadline: ControlDeadline(seconds: 30))
                 guard let line else { throw ControlFailure("it closed the connection") }
                 let answer = try ControlJSON.decode(ControlResponse.self, line)
