@@ -63,6 +63,7 @@ final class ControlPinTests: CLITestCase {
         try Shell.check(["dd", "if=/dev/urandom", "of=\(image)", "bs=1M", "count=256", "conv=fsync", "status=none"], timeout: 120)
         let err = m.root + "/check.err"
         _ = FileManager.default.createFile(atPath: err, contents: nil)
+        defer { unlink(err) }   // else the pool's teardown cannot remove its folder
         let check = Process()
         check.executableURL = URL(fileURLWithPath: m.binary)
         check.arguments = ["check", "--pool", m.pool]
