@@ -9,7 +9,8 @@ struct CheckCommand: ParsableCommand {
         abstract: "Verify the whole pool: checksums, maps, reference counts, free space (offline or mounted).",
         discussion: """
             While the pool is mounted, the daemon commits and keeps that commit's blocks from being \
-            reused until the check ends; the check reads that commit. Exit status 0: clean; 1: damage \
+            reused until the check ends (the check renews this pin every 2 s; if the daemon dropped \
+            it, the check fails and asks to be run again); the check reads that commit. Exit status 0: clean; 1: damage \
             found (each problem and each damaged disk or snapshot with its byte ranges is listed).
             """)
     @OptionGroup var options: ClientOptions
@@ -31,7 +32,9 @@ struct CheckCommand: ParsableCommand {
         let report = pool.check(verifyData: !noData) { line in
             FileHandle.standardError.write(Data("snapfs: check: \(line)\n".utf8))
         }
-        pin?.release()
+        // A pin the daemon dropped (its lease lapsed) may have let blocks the check read be
+        // reused: what it found cannot be trusted either way.
+        do { try pin?.finish() } catch { throw fail("\(error)") }
         // Offline only: while mounted the daemon owns the log and replays nothing.
         let journalRecords = pin == nil ? ((try? pool.pendingJournalRecords()) ?? 0) : 0
         let disks = pool.disks().count, snapshots = pool.snapshots().count

@@ -31,7 +31,7 @@ public enum ControlClient {
     }
 
     /// Asks the daemon to commit and keep that commit's blocks in place; they stay pinned
-    /// until `Pin.release()` (or this process's exit) closes the connection. nil: no daemon.
+    /// while the returned `Pin` renews its lease, until `finish()`. nil: no daemon.
     public static func pin(pool: String) throws -> Pin? {
         guard let fd = try ControlSocket.connect(to: ControlSocket.path(pool: pool)) else { return nil }
         do {
@@ -43,19 +43,25 @@ public enum ControlClient {
         return Pin(fd: fd)
     }
 
-    public final class Pin {
-        private var fd: Int32
-        init(fd: Int32) { self.fd = fd }
-        public func release() {
-            if fd >= 0 { Glibc.close(fd) }
-            fd = -1
-        }
-        deinit { release() }
-    }
-
     private static func exchange(_ fd: Int32, _ request: ControlRequest) throws -> ControlResponse {
-        try ControlSocket.sendLine(fd, try ControlJSON.encode(request))
-        guard let line = try ControlSocket.readLine(fd, limit: ControlSocket.maxResponseLine) else {
+        let data = try ControlJSON.encode(request)
+        guard data.count <= ControlSocket.maxRequestLine else {
+            throw ControlFailure("request too large for the daemon (\(data.count) bytes; the limit is \(ControlSocket.maxRequestLine))")
+        }
+        do { try ControlSocket.sendLine(fd, data) } catch {
+            // A daemon that refuses a connection (busy, not root, stopping) answers and closes
+            // at once, perhaps before the request is sent: its answer says more than EPIPE.
+            if let line = try? ControlSocket.readLine(fd, limit: 1 << 16, deadline: ControlDeadline(seconds: 1)),
+               let answer = try? ControlJSON.decode(ControlResponse.self, line), let e = answer.error {
+                throw ControlFailure(e)
+            }
+            throw error
+        }
+        let line: Data?
+        do { line = try ControlSocket.readLine(fd, limit: ControlSocket.maxResponseLine) } catch {
+            throw ControlFailure("reading the daemon's answer: \(error)")
+        }
+        guard let line else {
             throw ControlFailure("the daemon closed the control connection without answering (did it exit?)")
         }
         let response = try ControlJSON.decode(ControlResponse.self, line)

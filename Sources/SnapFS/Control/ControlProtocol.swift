@@ -10,11 +10,24 @@ public enum ControlOp: String, Codable, Sendable {
     case snapshotCreate = "snapshot.create", snapshotList = "snapshot.list"
     case snapshotDelete = "snapshot.delete", snapshotDiff = "snapshot.diff"
     case poolStats = "pool.stats"
-    /// Keep the last commit's blocks from being reused while this connection stays open
-    /// (`snapfs check` of a mounted pool).
+    /// Commit, then keep that commit's blocks from being reused while the client renews its
+    /// lease (`snapfs check` of a mounted pool): see `PinLease`.
     case pin
     /// Run the retention pass now (only with SNAPFS_TEST_HOOKS=1 in the daemon's environment).
     case debugExpire = "debug.expire"
+}
+
+/// The exchange after a `pin` request's `{"message":"pinned"}` answer. The client sends
+/// `renewByte` at least every `seconds` (it sends every `renewEvery`), or the daemon drops the
+/// pin and says so; when done reading it sends `releaseByte`, and the answer
+/// `{"message":"released"}` proves the pin was held until then. Any other answer, or none,
+/// means the pin was dropped before.
+public enum PinLease {
+    public static let seconds: Double = 15
+    public static let renewEvery: Double = 2
+    public static let renewByte: UInt8 = 0x2E     // "."
+    public static let releaseByte: UInt8 = 0x52   // "R"
+    public static let released = "released"
 }
 
 /// One request; each op reads the fields it needs (documented on the handler).

@@ -1,23 +1,48 @@
 import Foundation
 import Glibc
 import SnapStore
+import Synchronization
 
 /// The daemon's end of the control API: listens on `POOL/control.sock` (mode 0600) and
 /// serves each connection on its own thread: one request line, one response line.
 ///
+/// Only root is served, checked on each connection with the kernel's record of the peer
+/// (SO_PEERCRED), not only by the file's mode. No client can hold the daemon: the request
+/// line must arrive within `requestSeconds` of the connect and is refused once over
+/// `ControlSocket.maxRequestLine`; answers that the client does not read within
+/// `sendSeconds` are dropped; at most `maxConnections` are served at once (the accept
+/// loop answers the rest "busy" without waiting on them); pins lapse (`PinLease`).
+///
 /// Plain threads, not Swift concurrency: handlers block (waiting for releases, commits), and
 /// the FUSE loop already owns the process's threads in the same blocking style.
-public final class ControlServer: @unchecked Sendable {
+public final class ControlServer: Sendable {
     public let path: String
-    private let fs: FileSystem
+    let fs: FileSystem
     private let retention: Retention
     private let testHooks: Bool
     private let listenFd: Int32
-    private let condition = NSCondition()
-    private var stopping = false
-    private var connections = 0
-    private var pinFds = Set<Int32>()
-    private var acceptThread: Thread?
+
+    static let requestSeconds: Double = 5
+    static let sendSeconds: Double = 10
+    static let maxConnections = 32
+    /// Each pin keeps every block freed meanwhile; a few checks at once are plenty.
+    static let maxPins = 4
+    static let stoppingMessage = "the daemon is stopping (the pool is being unmounted); no request is served"
+
+    struct State {
+        var stopping = false
+        var acceptStarted = false
+        /// Admitted connections, each served by its thread; stop() shuts their reads down.
+        var open: Set<Int32> = []
+        /// Requests dispatched (pins included) and not done: each may use the pool, so the
+        /// pool must not close before this is 0.
+        var inFlight = 0
+        var pins = 0
+        /// Signalled when `inFlight` drops to 0 while stop() waits for it.
+        var drained: DispatchSemaphore?
+    }
+    let state = Mutex(State())
+    private let acceptDone = DispatchSemaphore(value: 0)
 
     /// Binds the socket now, so a daemon that cannot serve the CLI fails before mounting.
     /// `testHooks` enables `debug.expire` (SNAPFS_TEST_HOOKS=1).
@@ -30,63 +55,115 @@ public final class ControlServer: @unchecked Sendable {
     }
 
     public func start() {
+        state.withLock { $0.acceptStarted = true }
         let t = Thread { [self] in acceptLoop() }
         t.name = "snapfs-control"
-        acceptThread = t
         t.start()
     }
 
-    /// Stops accepting, ends pins, waits (up to 10 s) for requests in flight, removes the socket.
+    /// From now on no request is dispatched (each gets `stoppingMessage`); connections
+    /// waiting for a request or holding a pin are woken and closed; then waits for every
+    /// request in flight to finish, so none runs against a closed pool; removes the socket.
     public func stop() {
-        condition.lock()
-        stopping = true
-        for fd in pinFds { shutdown(fd, Int32(SHUT_RDWR)) }
-        let deadline = Date(timeIntervalSinceNow: 10)
-        while connections > 0 && condition.wait(until: deadline) {}
-        condition.unlock()
+        let (drained, started, first) = state.withLock { s -> (DispatchSemaphore?, Bool, Bool) in
+            guard !s.stopping else { return (nil, false, false) }
+            s.stopping = true
+            for fd in s.open { shutdown(fd, Int32(SHUT_RD)) }
+            guard s.inFlight > 0 else { return (nil, s.acceptStarted, true) }
+            let d = DispatchSemaphore(value: 0)
+            s.drained = d
+            return (d, s.acceptStarted, true)
+        }
+        guard first else { return }
+        if let drained {
+            // No time limit: giving up would let the request run on against the closed pool.
+            while drained.wait(timeout: .now() + 10) == .timedOut {
+                let n = state.withLock { $0.inFlight }
+                FileHandle.standardError.write(Data("snapfs: waiting for \(n) control requests to finish before closing the pool\n".utf8))
+            }
+        }
+        if started { acceptDone.wait() } else { Glibc.close(listenFd) }
         unlink(path)
     }
 
-    private var isStopping: Bool { condition.withLock { stopping } }
+    var isStopping: Bool { state.withLock { $0.stopping } }
 
     private func acceptLoop() {
-        defer { Glibc.close(listenFd) }
+        defer {
+            Glibc.close(listenFd)
+            acceptDone.signal()
+        }
         while !isStopping {
             // poll with a timeout instead of a blocking accept: closing a socket does not wake
             // a thread blocked in accept() on Linux.
             var p = pollfd(fd: listenFd, events: Int16(POLLIN), revents: 0)
             guard poll(&p, 1, 200) > 0 else { continue }
             let fd = accept(listenFd, nil, nil)
-            guard fd >= 0 else { continue }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)   // not inherited by anything we might spawn
-            let admitted = condition.withLock { () -> Bool in
-                if stopping { return false }
-                connections += 1
-                return true
+            guard fd >= 0 else {
+                // Out of descriptors, say: the pending connection stays readable, so pause
+                // rather than spin on it.
+                if errno != EINTR && errno != EAGAIN && errno != ECONNABORTED { usleep(100_000) }
+                continue
             }
-            guard admitted else { Glibc.close(fd); continue }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)   // not inherited by anything we might spawn
+            if let refusal = admit(fd) {
+                if let line = try? ControlJSON.encode(ControlResponse.failure(refusal)) { ControlSocket.sendNow(fd, line) }
+                Glibc.close(fd)
+                continue
+            }
             let t = Thread { [self] in
                 serve(fd)
+                state.withLock { _ = $0.open.remove(fd) }
                 Glibc.close(fd)
-                condition.withLock {
-                    connections -= 1
-                    condition.broadcast()
-                }
             }
             t.name = "snapfs-control-conn"
             t.start()
         }
     }
 
+    /// Why this connection is not served, or nil once it is admitted. Never waits.
+    private func admit(_ fd: Int32) -> String? {
+        guard let uid = ControlSocket.peerUID(fd) else {
+            return "control.sock cannot tell who connected (SO_PEERCRED: \(String(cString: strerror(errno)))); refused"
+        }
+        guard uid == 0 else { return "control.sock serves root only (peer uid \(uid))" }
+        return state.withLock { s in
+            if s.stopping { return Self.stoppingMessage }
+            guard s.open.count < Self.maxConnections else {
+                return "the daemon is busy: \(Self.maxConnections) control connections are being served; retry"
+            }
+            s.open.insert(fd)
+            return nil
+        }
+    }
+
     private func serve(_ fd: Int32) {
-        let request: ControlRequest
+        let line: Data
         do {
-            guard let line = try ControlSocket.readLine(fd) else { return }
-            request = try ControlJSON.decode(ControlRequest.self, line)
+            let deadline = ControlDeadline(seconds: Self.requestSeconds)
+            guard let l = try ControlSocket.readLine(fd, limit: ControlSocket.maxRequestLine, deadline: deadline) else {
+                if isStopping { reply(fd, .failure(Self.stoppingMessage)) }
+                return   // the client hung up before a whole line
+            }
+            line = l
         } catch {
-            reply(fd, .failure("bad control request: \(error)"))
+            if isStopping { return reply(fd, .failure(Self.stoppingMessage)) }
+            switch error {
+            case .timedOut:
+                reply(fd, .failure("no complete control request within \(Int(Self.requestSeconds)) s of connecting; closed"))
+            case .tooLong(let limit):
+                reply(fd, .failure("control request too long (over \(limit) bytes); refused"))
+            case .io:
+                break   // the client is gone
+            }
             return
         }
+        let request: ControlRequest
+        do { request = try ControlJSON.decode(ControlRequest.self, line) } catch {
+            return reply(fd, .failure("bad control request: \(error)"))
+        }
+        guard beginRequest() else { return reply(fd, .failure(Self.stoppingMessage)) }
+        defer { endRequest() }
         switch request.op {
         case .pin:
             pin(fd)
@@ -101,24 +178,28 @@ public final class ControlServer: @unchecked Sendable {
         }
     }
 
-    /// Commits, then keeps the blocks of that commit from being reused until the client hangs
-    /// up, so it can read the commit from the pool files (`snapfs check` while mounted).
-    private func pin(_ fd: Int32) {
-        do { try fs.pool.sync() } catch {
-            return reply(fd, .failure("cannot commit the pool before checking: \(error)"))
+    /// Counts a request in flight unless stop() has begun: the check and the count are one
+    /// step, so stop() either waits for the request or the request never starts.
+    private func beginRequest() -> Bool {
+        state.withLock { s in
+            guard !s.stopping else { return false }
+            s.inFlight += 1
+            return true
         }
-        fs.pool.pinReuse()
-        defer { fs.pool.unpinReuse() }
-        condition.withLock { _ = pinFds.insert(fd) }
-        defer { condition.withLock { _ = pinFds.remove(fd) } }
-        var r = ControlResponse()
-        r.message = "pinned"
-        reply(fd, r)
-        ControlSocket.waitForClose(fd)
     }
 
-    private func reply(_ fd: Int32, _ response: ControlResponse) {
+    private func endRequest() {
+        state.withLock { s in
+            s.inFlight -= 1
+            if s.inFlight == 0, let d = s.drained {
+                d.signal()
+                s.drained = nil
+            }
+        }
+    }
+
+    func reply(_ fd: Int32, _ response: ControlResponse) {
         guard let data = try? ControlJSON.encode(response) else { return }
-        try? ControlSocket.sendLine(fd, data)
+        try? ControlSocket.sendLine(fd, data, deadline: ControlDeadline(seconds: Self.sendSeconds))
     }
 }

@@ -1,13 +1,13 @@
 import Foundation
 import Glibc
 
-/// The few Unix-socket calls the control API needs, each retrying EINTR and reporting the
-/// failing call. Sends use MSG_NOSIGNAL: a client that went away must not kill the daemon
-/// with SIGPIPE.
+/// The few Unix-socket calls the control API needs, each reporting the failing call
+/// (reads and writes, with their deadlines, are in ControlSocket+IO.swift).
 enum ControlSocket {
     static let fileName = "control.sock"
-    /// A request line larger than this is refused (a runaway client).
-    static let maxLine = 4 << 20
+    /// A request line larger than this is refused as soon as it is passed: requests are
+    /// small (a group capture of a few thousand disk names fits).
+    static let maxRequestLine = 256 << 10
     /// A response line (read by the CLI from its own daemon) may be far longer: a listing of
     /// 10,000 snapshots is ~5 MB of JSON. This only bounds a runaway daemon.
     static let maxResponseLine = 1 << 30
@@ -84,49 +84,6 @@ enum ControlSocket {
         Glibc.close(fd)
         if rc == ENOENT || rc == ECONNREFUSED { return nil }
         throw ControlFailure("cannot connect to \(path): \(String(cString: strerror(rc)))")
-    }
-
-    static func sendLine(_ fd: Int32, _ data: Data) throws {
-        var bytes = [UInt8](data)
-        bytes.append(0x0A)
-        var done = 0
-        while done < bytes.count {
-            let n = bytes[done...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw failure("send")
-            }
-            done += n
-        }
-    }
-
-    /// Reads up to the first newline; nil at end of stream before any newline.
-    static func readLine(_ fd: Int32, limit: Int = maxLine) throws -> Data? {
-        var line = Data()
-        var buf = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw failure("recv")
-            }
-            if n == 0 { return nil }
-            if let nl = buf[..<n].firstIndex(of: 0x0A) {
-                line.append(contentsOf: buf[..<nl])
-                return line
-            }
-            line.append(contentsOf: buf[..<n])
-            guard line.count <= limit else { throw ControlFailure("control message too long") }
-        }
-    }
-
-    /// Blocks until the peer closes its end (what a pin waits for).
-    static func waitForClose(_ fd: Int32) {
-        var buf = [UInt8](repeating: 0, count: 256)
-        while true {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n == 0 || (n < 0 && errno != EINTR) { return }
-        }
     }
 
     static func failure(_ what: String) -> ControlFailure {
