@@ -167,16 +167,7 @@ final class RefcountTable {
     func write(_ writes: [PageWrite], generation: UInt64) throws {
         var buf = [UInt8](repeating: 0, count: Layout.blockSize)
         for w in writes {
-            buf.withUnsafeMutableBytes { b in
-                b.initializeMemory(as: UInt8.self, repeating: 0)
-                b.put(Self.pageMagic, at: 0)
-                b.put(UInt32(w.index), at: 4)
-                b.put(generation, at: 8)
-                w.counts.withUnsafeBytes { c in
-                    (b.baseAddress! + Self.headerSize).copyMemory(from: c.baseAddress!, byteCount: c.count)
-                }
-                b.put(crc32c(UnsafeRawBufferPointer(b)), at: 16)
-            }
+            w.counts.withUnsafeBytes { Self.encodeSlot(into: &buf, page: w.index, generation: generation, counts: $0) }
             let off = UInt64((w.index * 2 + Int(w.slot)) * Layout.blockSize)
             try buf.withUnsafeBytes { try file.write($0, at: off) }
         }
@@ -250,6 +241,44 @@ final class RefcountTable {
         }
         try file.sync()
         stale = []
+    }
+
+    // MARK: Redundant copies (`snapfs check`)
+
+    /// Pages that have a committed copy on disk or are new in the open transaction.
+    var pageCount: Int { slot.count }
+
+    /// The slot load chose (or the last commit wrote) for page `p`'s newest committed
+    /// copy; 2 when the page is new in the open transaction.
+    func committedSlot(ofPage p: Int) -> UInt8 { slot[p] }
+
+    /// Whether page `p`'s counts changed in the open transaction (then the copy on disk is
+    /// older than the counts in memory).
+    func pageChangedInOpenTransaction(_ p: Int) -> Bool { pageGen[p] == txn }
+
+    /// The generation of page `p`'s newest committed copy, while the open transaction has
+    /// not changed it.
+    func committedGeneration(ofPage p: Int) -> UInt64? { pageGen[p] == txn ? nil : pageGen[p] }
+
+    /// Page `p` as slot bytes of generation `generation`, from the counts in memory (the
+    /// same bytes `write` produces).
+    func encodedPage(_ p: Int, generation: UInt64) -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: Layout.blockSize)
+        counts[(p * Self.perPage)..<((p + 1) * Self.perPage)].withUnsafeBytes {
+            Self.encodeSlot(into: &buf, page: p, generation: generation, counts: $0)
+        }
+        return buf
+    }
+
+    private static func encodeSlot(into buf: inout [UInt8], page: Int, generation: UInt64, counts: UnsafeRawBufferPointer) {
+        buf.withUnsafeMutableBytes { b in
+            b.initializeMemory(as: UInt8.self, repeating: 0)
+            b.put(pageMagic, at: 0)
+            b.put(UInt32(page), at: 4)
+            b.put(generation, at: 8)
+            (b.baseAddress! + headerSize).copyMemory(from: counts.baseAddress!, byteCount: counts.count)
+            b.put(crc32c(UnsafeRawBufferPointer(b)), at: 16)
+        }
     }
 
     /// A slot holding page `page` exactly as commit `generation` wrote it.
