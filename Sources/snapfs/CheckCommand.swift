@@ -68,7 +68,7 @@ struct CheckCommand: ParsableCommand {
         let e = fail("pool \(dir) is damaged: \(report.problems.count) problems, \(damaged.count) disks or snapshots affected")
         if !options.json {
             var text = "problems:\n" + report.problems.map { "  \($0)\n" }.joined()
-            text += "damaged:\n"
+            if !damaged.isEmpty { text += "damaged:\n" }
             for (name, ranges) in damaged.sorted(by: { $0.key < $1.key }) {
                 text += "  \(name): " + ranges.map { "bytes \($0.Offset)-\($0.Offset + $0.Length - 1)" }.joined(separator: ", ") + "\n"
             }

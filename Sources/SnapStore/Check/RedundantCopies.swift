@@ -143,7 +143,7 @@ extension Pool {
                                 repairable: false)]
         }
         return [DamagedCopy(copy: .refcount(table: table.name, page: page, slot: other, inUse: false),
-                            description: "\(name) slot \(other): \(why) (the older copy of this reference-count page is lost; run snapfs check --repair)",
+                            description: "\(name) slot \(other): \(why) (one good copy of this reference-count page is left; run snapfs check --repair)",
                             repairable: true)]
     }
 
