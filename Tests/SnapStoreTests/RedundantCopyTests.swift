@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import SnapStore
 
@@ -191,5 +192,41 @@ final class RedundantCopyTests: XCTestCase {
         XCTAssertFalse(fix.remaining.isEmpty, "still reported")
         rw.abandon()
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/meta.refs"))[(newer * 4096)..<(newer * 4096 + 4096)], damaged)
+    }
+
+    /// What a crash leaves is not damage: a kill or power cut while a commit flushes (whole
+    /// writes lost, none torn) leaves stale refcount copies, a newer superblock whose commit
+    /// is cut short or an older one; check names none of them, before recovery or after.
+    func testCrashDuringACommitLeavesNoDamagedCopy() throws {
+        var rng = PoolModelTests.RNG(state: 11)
+        var cutShort = 0
+        for trial in 0..<24 {
+            try? FileManager.default.removeItem(atPath: dir)
+            let crash = CrashSwitch(seed: UInt64(trial) &* 131 + 3)
+            var o = options()
+            o.storage = CrashingStorage(directory: dir, crash: crash)
+            let pool = try Pool.open(directory: dir, options: o)
+            let d = try pool.createDisk(name: "vm1", size: 1 << 20)
+            for step in 0..<Int.random(in: 3...12, using: &rng) {
+                let bytes = [UInt8](repeating: UInt8(step + 1), count: Int.random(in: 1...20_000, using: &rng))
+                try bytes.withUnsafeBytes { try pool.write(disk: d.id, offset: UInt64.random(in: 0..<(1 << 20) - 20_000, using: &rng), data: $0) }
+                if step % 3 == 0 { _ = try pool.createSnapshots([SnapshotRequest(disk: "vm1", label: "s\(step)")]) }
+                try pool.sync()
+            }
+            try [UInt8](repeating: 0xEE, count: 9000).withUnsafeBytes { try pool.write(disk: d.id, offset: 4096, data: $0) }
+            crash.arm(atFlush: Int.random(in: 0..<5, using: &rng))
+            XCTAssertThrowsError(try pool.sync())
+            pool.abandon()
+            if trial % 2 == 0 { crash.powerLoss() }
+            let before = try Pool.open(directory: dir, options: options(readOnly: true))
+            XCTAssertEqual(before.redundantCopyProblems(), [], "trial \(trial), before recovery")
+            if try PoolFiles.superblockGenerations(dir).max()! > before.superblock.generation { cutShort += 1 }
+            let recovered = try Pool.open(directory: dir, options: options())
+            XCTAssertEqual(recovered.redundantCopyProblems(), [], "trial \(trial), recovered")
+            try recovered.close()
+            let after = try Pool.open(directory: dir, options: options(readOnly: true))
+            XCTAssertEqual(after.redundantCopyProblems(), [], "trial \(trial), after a clean close")
+        }
+        XCTAssertGreaterThan(cutShort, 0, "some trials must leave a newer superblock whose commit was cut short")
     }
 }
