@@ -1,8 +1,30 @@
 import Foundation
 
-/// Reading one shadow slot of a reference-count page as it is on disk, for `snapfs check`'s
-/// report on redundant copies (Check/RedundantCopies.swift).
+/// The shadow slots of reference-count pages as `snapfs check` sees them: which slot holds
+/// each page's committed copy, what a slot on disk holds, and a page encoded from memory
+/// (Check/RedundantCopies.swift reports and repairs them).
 extension RefcountTable {
+    /// Pages that have a committed copy on disk or are new in the open transaction.
+    var pageCount: Int { slot.count }
+
+    /// The slot load chose (or the last commit wrote) for page `p`'s newest committed
+    /// copy; 2 when the page is new in the open transaction.
+    func committedSlot(ofPage p: Int) -> UInt8 { slot[p] }
+
+    /// The generation of page `p`'s newest committed copy, while the open transaction has
+    /// not changed it.
+    func committedGeneration(ofPage p: Int) -> UInt64? { pageGen[p] == txn ? nil : pageGen[p] }
+
+    /// Page `p` as slot bytes of generation `generation`, from the counts in memory (the
+    /// same bytes `write` produces).
+    func encodedPage(_ p: Int, generation: UInt64) -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: Layout.blockSize)
+        counts[(p * Self.perPage)..<((p + 1) * Self.perPage)].withUnsafeBytes {
+            Self.encodeSlot(into: &buf, page: p, generation: generation, counts: $0)
+        }
+        return buf
+    }
+
     /// What a 4 KiB slot of the file holds for page `page`.
     enum SlotContent: Equatable {
         case zeros

@@ -20,11 +20,11 @@ final class RefcountTable {
     let file: StorageFile
     /// Every count, page after page (entry i is counts[i]); one flat array, so changing
     /// a count touches no reference-counted object.
-    private var counts: [UInt32] = []
+    private(set) var counts: [UInt32] = []
     /// The transaction that last changed each page.
-    private var pageGen: [UInt64] = []
+    private(set) var pageGen: [UInt64] = []
     /// Slot (0/1) holding each page's newest committed copy; 2 = never written.
-    private var slot: [UInt8] = []
+    private(set) var slot: [UInt8] = []
     private(set) var count: UInt64 = 1
     /// Freed and committed: safe to hand out.
     private(set) var free: [UInt64] = []
@@ -243,34 +243,7 @@ final class RefcountTable {
         stale = []
     }
 
-    // MARK: Redundant copies (`snapfs check`)
-
-    /// Pages that have a committed copy on disk or are new in the open transaction.
-    var pageCount: Int { slot.count }
-
-    /// The slot load chose (or the last commit wrote) for page `p`'s newest committed
-    /// copy; 2 when the page is new in the open transaction.
-    func committedSlot(ofPage p: Int) -> UInt8 { slot[p] }
-
-    /// Whether page `p`'s counts changed in the open transaction (then the copy on disk is
-    /// older than the counts in memory).
-    func pageChangedInOpenTransaction(_ p: Int) -> Bool { pageGen[p] == txn }
-
-    /// The generation of page `p`'s newest committed copy, while the open transaction has
-    /// not changed it.
-    func committedGeneration(ofPage p: Int) -> UInt64? { pageGen[p] == txn ? nil : pageGen[p] }
-
-    /// Page `p` as slot bytes of generation `generation`, from the counts in memory (the
-    /// same bytes `write` produces).
-    func encodedPage(_ p: Int, generation: UInt64) -> [UInt8] {
-        var buf = [UInt8](repeating: 0, count: Layout.blockSize)
-        counts[(p * Self.perPage)..<((p + 1) * Self.perPage)].withUnsafeBytes {
-            Self.encodeSlot(into: &buf, page: p, generation: generation, counts: $0)
-        }
-        return buf
-    }
-
-    private static func encodeSlot(into buf: inout [UInt8], page: Int, generation: UInt64, counts: UnsafeRawBufferPointer) {
+    static func encodeSlot(into buf: inout [UInt8], page: Int, generation: UInt64, counts: UnsafeRawBufferPointer) {
         buf.withUnsafeMutableBytes { b in
             b.initializeMemory(as: UInt8.self, repeating: 0)
             b.put(pageMagic, at: 0)
