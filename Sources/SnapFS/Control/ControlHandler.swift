@@ -30,6 +30,16 @@ extension FileSystem {
                 return out
             case .snapshotDiff: return try diff(r)
             case .poolStats: return PoolRecords.stats(pool)
+            case .checkCopies:
+                var out = ControlResponse()
+                if r.repair == true {
+                    let fix = pool.repairRedundantCopies()
+                    out.repaired = fix.repaired
+                    out.problems = fix.failures + fix.remaining
+                } else {
+                    out.problems = pool.redundantCopyProblems()
+                }
+                return out
             case .pin, .debugExpire:
                 throw ControlFailure("\(r.op.rawValue) is handled by the control server")
             }

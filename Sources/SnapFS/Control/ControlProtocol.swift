@@ -13,6 +13,9 @@ public enum ControlOp: String, Codable, Sendable {
     /// Commit, then keep that commit's blocks from being reused while the client renews its
     /// lease (`snapfs check` of a mounted pool): see `PinLease`.
     case pin
+    /// Report (and with `repair`, rewrite from the good copy) damaged redundant copies:
+    /// superblock slots and reference-count page slots (`snapfs check` of a mounted pool).
+    case checkCopies = "check.copies"
     /// Run the retention pass now (only with SNAPFS_TEST_HOOKS=1 in the daemon's environment).
     case debugExpire = "debug.expire"
 }
@@ -45,6 +48,7 @@ public struct ControlRequest: Codable, Sendable {
     public var retentionDays: Int?
     public var disk: String?            // list filter
     public var clockOffsetSeconds: Double?  // debug.expire: move the daemon's clock
+    public var repair: Bool?            // check.copies: rewrite damaged copies
 
     public init(op: ControlOp) { self.op = op }
 }
@@ -128,6 +132,8 @@ public struct ControlResponse: Codable, Sendable {
     public var referencedBytes: UInt64?
     public var storedBytes: UInt64?
     public var message: String?
+    public var problems: [String]?      // check.copies: damaged copies (after any repair)
+    public var repaired: [String]?      // check.copies: copies rewritten
     public init() {}
     public static func failure(_ message: String) -> ControlResponse {
         var r = ControlResponse()

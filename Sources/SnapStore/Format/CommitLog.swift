@@ -49,6 +49,25 @@ struct CommitLog: Equatable {
         return out
     }
 
+    /// Length and CRC-32C of commit `generation`'s log as it lies in its region (what its
+    /// superblock records), or nil if the region holds no intact log of that commit.
+    /// Rebuilding a damaged superblock slot needs them (`Pool.repairRedundantCopies`).
+    static func lengthAndCRC(in file: StorageFile, generation: UInt64) throws -> (length: UInt32, crc: UInt32)? {
+        var header = [UInt8](repeating: 0, count: headerSize)
+        guard try header.withUnsafeMutableBytes({ try file.read(into: $0, at: offset(generation: generation)) }) == headerSize else { return nil }
+        let (magicOK, count) = header.withUnsafeBytes { b in
+            (b.get(UInt64.self, at: 0) == magic && b.get(UInt64.self, at: 8) == generation, Int(b.get(UInt32.self, at: 16)))
+        }
+        guard magicOK, count <= maxEntries else { return nil }
+        let length = UInt32(headerSize + count * 16)
+        var bytes = [UInt8](repeating: 0, count: Int(length))
+        guard try bytes.withUnsafeMutableBytes({ try file.read(into: $0, at: offset(generation: generation)) }) == bytes.count else { return nil }
+        let crc = crc32c(bytes)
+        // The same parse recovery does, so a log it would refuse is not vouched for here.
+        guard try read(from: file, length: length, crc: crc, generation: generation) != nil else { return nil }
+        return (length, crc)
+    }
+
     /// Reads the log a superblock describes; nil if it is missing, torn or another commit's.
     static func read(from file: StorageFile, length: UInt32, crc: UInt32, generation: UInt64) throws -> CommitLog? {
         guard length >= UInt32(headerSize) else { return nil }

@@ -18,7 +18,7 @@ extension Pool {
         throw StoreError.refused("cannot open pool \(path): no superblock belongs to a complete commit (generations \(candidates.map(\.generation)))")
     }
 
-    private static func commitIsIntact(_ sb: Superblock, sbFile: StorageFile, provider: StorageProvider) throws -> Bool {
+    static func commitIsIntact(_ sb: Superblock, sbFile: StorageFile, provider: StorageProvider) throws -> Bool {
         // A new pool's first superblock is written and flushed step by step by `format`.
         if sb.generation == 1 && sb.commitLogLength == 0 { return true }
         guard let log = try CommitLog.read(from: sbFile, length: sb.commitLogLength, crc: sb.commitLogCRC, generation: sb.generation) else {

@@ -20,11 +20,11 @@ final class RefcountTable {
     let file: StorageFile
     /// Every count, page after page (entry i is counts[i]); one flat array, so changing
     /// a count touches no reference-counted object.
-    private var counts: [UInt32] = []
+    private(set) var counts: [UInt32] = []
     /// The transaction that last changed each page.
-    private var pageGen: [UInt64] = []
+    private(set) var pageGen: [UInt64] = []
     /// Slot (0/1) holding each page's newest committed copy; 2 = never written.
-    private var slot: [UInt8] = []
+    private(set) var slot: [UInt8] = []
     private(set) var count: UInt64 = 1
     /// Freed and committed: safe to hand out.
     private(set) var free: [UInt64] = []
@@ -167,16 +167,7 @@ final class RefcountTable {
     func write(_ writes: [PageWrite], generation: UInt64) throws {
         var buf = [UInt8](repeating: 0, count: Layout.blockSize)
         for w in writes {
-            buf.withUnsafeMutableBytes { b in
-                b.initializeMemory(as: UInt8.self, repeating: 0)
-                b.put(Self.pageMagic, at: 0)
-                b.put(UInt32(w.index), at: 4)
-                b.put(generation, at: 8)
-                w.counts.withUnsafeBytes { c in
-                    (b.baseAddress! + Self.headerSize).copyMemory(from: c.baseAddress!, byteCount: c.count)
-                }
-                b.put(crc32c(UnsafeRawBufferPointer(b)), at: 16)
-            }
+            w.counts.withUnsafeBytes { Self.encodeSlot(into: &buf, page: w.index, generation: generation, counts: $0) }
             let off = UInt64((w.index * 2 + Int(w.slot)) * Layout.blockSize)
             try buf.withUnsafeBytes { try file.write($0, at: off) }
         }
@@ -250,6 +241,17 @@ final class RefcountTable {
         }
         try file.sync()
         stale = []
+    }
+
+    static func encodeSlot(into buf: inout [UInt8], page: Int, generation: UInt64, counts: UnsafeRawBufferPointer) {
+        buf.withUnsafeMutableBytes { b in
+            b.initializeMemory(as: UInt8.self, repeating: 0)
+            b.put(pageMagic, at: 0)
+            b.put(UInt32(page), at: 4)
+            b.put(generation, at: 8)
+            (b.baseAddress! + headerSize).copyMemory(from: counts.baseAddress!, byteCount: counts.count)
+            b.put(crc32c(UnsafeRawBufferPointer(b)), at: 16)
+        }
     }
 
     /// A slot holding page `page` exactly as commit `generation` wrote it.
