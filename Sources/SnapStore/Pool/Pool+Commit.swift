@@ -2,7 +2,10 @@ import Foundation
 
 /// Everything one commit must write before its superblock.
 struct CommitBatch {
-    var nodes: [UInt64: [UInt8]] = [:]          // metadata block -> bytes (nodes and records)
+    /// Map nodes of the closed transaction, checksummed; encoded only when written, outside
+    /// every lock (nothing changes a closed transaction's node: writers shadow it).
+    var nodes: [Node] = []
+    var records: [UInt64: [UInt8]] = [:]        // metadata block -> record bytes
     var metaPages: [Int: RefcountTable.PageWrite] = [:]
     var dataPages: [Int: RefcountTable.PageWrite] = [:]
     var metaFreed: [UInt64] = []
@@ -165,14 +168,14 @@ extension Pool {
         txnLock.writeLock()    // no write is between its phases now
         defer { txnLock.unlock() }
         return try lock.withLock {
-            var encoded: [UInt64: (bytes: [UInt8], crc: UInt32)] = [:]
+            var encoded: [UInt64: UInt32] = [:]
             var batch = CommitBatch(superblock: superblock)
             // 1. Checksums of changed map nodes, bottom up, into the objects' roots.
             for id in dirtyObjects.sorted() {
                 guard let o = objects[id] ?? releasing[id], o.map.ptr != 0 else { continue }
                 // The leaves also name the chunks born in this transaction, for the commit
                 // log: each once (a chunk in two leaves, disk and new snapshot, is one chunk).
-                o.map.crc = maps.finalize(o.map.ptr, crc: o.map.crc, level: o.map.height, encoded: &encoded) { leaf in
+                o.map.crc = maps.finalize(o.map.ptr, crc: o.map.crc, level: o.map.height, encoded: &encoded, nodes: &batch.nodes) { leaf in
                     for s in 0..<Layout.fanout where leaf.ptr[s] != 0 && dataRefs.takeBorn(leaf.ptr[s]) {
                         batch.bornData.append((leaf.ptr[s], leaf.crc[s]))
                     }
@@ -196,23 +199,20 @@ extension Pool {
                 leaf.crc[s] = crc
                 o.recordBlock = block
                 o.recordCRC = crc
-                batch.nodes[block] = bytes
+                batch.records[block] = bytes
             }
             dirtyObjects.removeAll()
             // 3. The object table itself.
             if objectTree.ptr != 0 {
-                objectTree.crc = objectTable.finalize(objectTree.ptr, crc: objectTree.crc, level: objectTree.height, encoded: &encoded)
+                objectTree.crc = objectTable.finalize(objectTree.ptr, crc: objectTree.crc, level: objectTree.height,
+                                                     encoded: &encoded, nodes: &batch.nodes)
             }
-            for n in meta.takeDirty() {
-                if encoded[n.block] == nil {
-                    // Unreachable from any root: a leak `check` will name. Write it anyway
-                    // so the block's checksum state is defined.
-                    var bytes = [UInt8](repeating: 0, count: Layout.blockSize)
-                    bytes.withUnsafeMutableBytes { n.encode(into: $0) }
-                    encoded[n.block] = (bytes, crc32c(bytes))
-                }
+            for n in meta.takeDirty() where encoded[n.block] == nil {
+                // Unreachable from any root: a leak `check` will name. Write it anyway
+                // so the block's checksum state is defined.
+                encoded[n.block] = n.checksum()
+                batch.nodes.append(n)
             }
-            for (b, e) in encoded { batch.nodes[b] = e.bytes }
             // 4. Reference counts; this also opens the next transaction.
             let m = metaRefs.closeTransaction()
             let d = dataRefs.closeTransaction()
@@ -240,7 +240,15 @@ extension Pool {
 
     private func writeBatch(_ batch: CommitBatch) throws {
         var log = CommitLog(generation: batch.superblock.generation)
-        for (block, bytes) in batch.nodes {
+        var bytes = [UInt8](repeating: 0, count: Layout.blockSize)
+        for n in batch.nodes {
+            try bytes.withUnsafeMutableBytes { b in
+                n.encode(into: b)
+                try metaFile.write(UnsafeRawBufferPointer(b), at: n.block * UInt64(Layout.blockSize))
+            }
+            log.entries.append(.init(kind: .metaBlock, index: n.block, value: crc32c(bytes)))
+        }
+        for (block, bytes) in batch.records {
             try bytes.withUnsafeBytes { try metaFile.write($0, at: block * UInt64(Layout.blockSize)) }
             log.entries.append(.init(kind: .metaBlock, index: block, value: crc32c(bytes)))
         }

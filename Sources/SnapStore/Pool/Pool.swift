@@ -75,6 +75,10 @@ public final class Pool: @unchecked Sendable {
     /// it bounds the commit log, the open transaction's memory and what recovery verifies.
     public static let bornBytesPerCommit: UInt64 = 1 << 30
     static func bornChunksPerCommit(chunkSize: Int) -> Int { Int(bornBytesPerCommit / UInt64(chunkSize)) }
+    /// A commit is due once this many map nodes are dirty: closing a transaction checksums
+    /// each while writes wait (~2-3 µs a node here, release build), so this bounds that
+    /// wait to a few milliseconds (issue 19: writes wait at most 5 ms for a commit).
+    static let dirtyNodesPerCommit = 2048
     /// The committer commits once the intent log is this full, so an fsync seldom finds
     /// it full and has to commit (and wait for the data's flush) itself.
     static let logCommitThreshold = 0.5
@@ -328,7 +332,7 @@ public final class Pool: @unchecked Sendable {
             var last = Date()
             while !stopCommitter.withLock({ stopRequested }) {
                 usleep(100_000)
-                let (changed, pressure) = lock.withLock { (hasChanges, meta.dirtyCount > 8192 || dataRefs.bornCount > Self.bornChunksPerCommit(chunkSize: chunkSize)) }
+                let (changed, pressure) = lock.withLock { (hasChanges, meta.dirtyCount > Self.dirtyNodesPerCommit || dataRefs.bornCount > Self.bornChunksPerCommit(chunkSize: chunkSize)) }
                 punchIdleChunks(maxCalls: Self.punchCallsPerTick)
                 dropColdChunkCache(maxCalls: Self.cacheDropCallsPerTick)
                 let logFilling = journal.filled >= Self.logCommitThreshold

@@ -223,23 +223,23 @@ struct MapTree {
 
     /// Computes the checksums of the open transaction's nodes below (and of) the node
     /// at ptr, bottom up, so parents record their children's final checksums. Returns
-    /// the node's checksum. `encoded` collects each finished node's bytes once; `leaf`
-    /// sees each changed leaf once.
-    func finalize(_ ptr: UInt64, crc: UInt32, level: Int, encoded: inout [UInt64: (bytes: [UInt8], crc: UInt32)],
+    /// the node's checksum. `encoded` notes each finished node's checksum once and
+    /// `nodes` collects it (its bytes are made when the commit writes it); `leaf` sees
+    /// each changed leaf once.
+    func finalize(_ ptr: UInt64, crc: UInt32, level: Int, encoded: inout [UInt64: UInt32], nodes: inout [Node],
                   leaf: (Node) -> Void = { _ in }) -> UInt32 {
-        if let done = encoded[ptr] { return done.crc }
+        if let done = encoded[ptr] { return done }
         guard meta.isDirty(ptr), let n = try? meta.node(ptr, crc: crc) else { return crc }
         if level > 1 {
             for i in 0..<Layout.fanout where n.ptr[i] != 0 && meta.isDirty(n.ptr[i]) {
-                n.crc[i] = finalize(n.ptr[i], crc: n.crc[i], level: level - 1, encoded: &encoded, leaf: leaf)
+                n.crc[i] = finalize(n.ptr[i], crc: n.crc[i], level: level - 1, encoded: &encoded, nodes: &nodes, leaf: leaf)
             }
         } else {
             leaf(n)
         }
-        var bytes = [UInt8](repeating: 0, count: Layout.blockSize)
-        bytes.withUnsafeMutableBytes { n.encode(into: $0) }
-        let c = crc32c(bytes)
-        encoded[ptr] = (bytes, c)
+        let c = n.checksum()
+        encoded[ptr] = c
+        nodes.append(n)
         return c
     }
 

@@ -38,6 +38,15 @@ final class Node {
 
     var isEmpty: Bool { !ptr.contains { $0 != 0 } }
 
+    /// CRC-32C of the node's encoding, made in a scratch buffer on the stack (a commit
+    /// checksums thousands of nodes while writes wait: no allocation per node).
+    func checksum() -> UInt32 {
+        withUnsafeTemporaryAllocation(byteCount: Layout.blockSize, alignment: 16) { b in
+            encode(into: b)
+            return crc32c(UnsafeRawBufferPointer(b))
+        }
+    }
+
     func encode(into b: UnsafeMutableRawBufferPointer) {
         for i in 0..<Layout.fanout {
             b.put(ptr[i], at: i * Layout.entrySize)
