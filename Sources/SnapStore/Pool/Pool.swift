@@ -97,9 +97,9 @@ public final class Pool: @unchecked Sendable {
     /// Most old chunk versions waiting for their cached pages to be dropped (a hint: any
     /// beyond are left to the host's own reclaim).
     static let maxColdChunks = 1 << 20
-    private var committer: Thread?
-    private let stopCommitter = PthreadMutex()
-    private var stopRequested = false
+    var committer: Thread?
+    /// Set once to end the committer thread (close, abandon).
+    let stopRequested = Mutex(false)
 
     public static func open(directory: String, options: PoolOptions = PoolOptions()) throws -> Pool {
         try Pool(directory: directory, options: options)
@@ -289,7 +289,7 @@ public final class Pool: @unchecked Sendable {
     public func close() throws {
         let wasClosed = lock.withLock { () -> Bool in defer { closed = true }; return closed }
         if wasClosed { return }
-        stopCommitter.withLock { stopRequested = true }
+        stopRequested.withLock { $0 = true }
         // The committer thread's closure holds the pool: let go of the thread, so the
         // pool (and its open files) is freed once the thread ends.
         committer = nil
@@ -318,7 +318,7 @@ public final class Pool: @unchecked Sendable {
 
     /// Simulates the daemon's death for crash tests: no final commit, lock released.
     func abandon() {
-        stopCommitter.withLock { stopRequested = true }
+        stopRequested.withLock { $0 = true }
         committer = nil
         lock.withLock {
             closed = true
@@ -327,129 +327,8 @@ public final class Pool: @unchecked Sendable {
         }
     }
 
-    private func startCommitter() {
-        let t = Thread { [self] in
-            var last = Date()
-            while !stopCommitter.withLock({ stopRequested }) {
-                usleep(100_000)
-                let (changed, pressure) = lock.withLock { (hasChanges, meta.dirtyCount > Self.dirtyNodesPerCommit || dataRefs.bornCount > Self.bornChunksPerCommit(chunkSize: chunkSize)) }
-                punchIdleChunks(maxCalls: Self.punchCallsPerTick)
-                dropColdChunkCache(maxCalls: Self.cacheDropCallsPerTick)
-                let logFilling = journal.filled >= Self.logCommitThreshold
-                if changed && stoppedReason == nil
-                    && (pressure || logFilling || Date().timeIntervalSince(last) >= Self.commitInterval) {
-                    // The chunks written since the last commit are flushed first, outside
-                    // every lock: fsyncs keep going through the log meanwhile, and the
-                    // commit itself (during which they wait) has little left to flush.
-                    // A failed flush stops the pool (the failure says so on stderr).
-                    do { try dataFile.sync() } catch { _ = failStop("flushing the data segments", error) }
-                    try? sync()
-                    last = Date()
-                }
-            }
-        }
-        t.name = "snapfs-committer"
-        committer = t
-        t.start()
-    }
-
-    /// Host space a commit may still need: a floor for superblock and refcount pages plus
-    /// two blocks per dirty node (the node and its record/page churn).
-    var commitReserve: UInt64 { 8 << 20 + UInt64(meta.dirtyCount + 256) * UInt64(Layout.blockSize) * 2 }
-
-    /// Refuses `count` new chunks when the host could not also hold the next commit, so a
-    /// full pool fails writes with ENOSPC but still commits what it acknowledged. Chunks
-    /// reused while still allocated, or taken from the data file's allocated tail, need no
-    /// host space; the commit's metadata always does. Caller holds `lock`; when the figure
-    /// of free host space is stale it throws `HostFreeStale`, and the caller refreshes it
-    /// outside the lock (`refreshHostFree`: statvfs can wait on the host) and asks again.
-    func reserveSpace(forChunks count: Int) throws {
-        // Allocation order: freed chunks still allocated, then holes, then past the end.
-        let cs = UInt64(chunkSize), n = UInt64(count)
-        let recycled = min(n, UInt64(dataRefs.recycledCount))
-        let holes = min(n - recycled, UInt64(dataRefs.holeCount))
-        let beyond = n - recycled - holes
-        let needed = (holes + beyond - min(beyond, preallocatedSpare / cs)) * cs
-        let age = DispatchTime.now().uptimeNanoseconds - hostFreeCheckedAt
-        if age > 50_000_000 || (hostFreeEstimate < commitReserve + needed + cs * 64 && age > 1_000_000) {
-            throw HostFreeStale()
-        }
-        guard hostFreeEstimate >= commitReserve + needed else {
-            throw StoreError.noSpace("pool \(directory) is full")
-        }
-        hostFreeEstimate -= needed
-    }
-
-    struct HostFreeStale: Error {}
-
-    /// Reads the host's free space (outside the lock) for `reserveSpace`.
-    func refreshHostFree() {
-        var vfs = statvfs()
-        let ok = statvfs(directory, &vfs) == 0
-        let now = DispatchTime.now().uptimeNanoseconds
-        lock.withLock {
-            if ok { hostFreeEstimate = UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) }
-            hostFreeCheckedAt = now
-        }
-    }
-
     /// Something to commit: every change to a map, record or count dirties a refcount page.
     var hasChanges: Bool {
         !dirtyObjects.isEmpty || meta.dirtyCount > 0 || metaRefs.hasChanges || dataRefs.hasChanges
-    }
-
-    // MARK: Catalog
-
-    func object(_ id: ObjectID) -> PoolObject? { objects[id] }
-
-    func diskInfo(_ o: PoolObject) -> DiskInfo {
-        DiskInfo(id: o.id, name: o.name, size: o.size, mappedBytes: o.mappedChunks * UInt64(chunkSize),
-                 creationTime: o.created, modificationTime: o.modified, owner: o.owner)
-    }
-
-    func snapshotInfo(_ o: PoolObject) -> SnapshotInfo {
-        SnapshotInfo(id: o.id, name: o.name, sourceDisk: o.sourceDisk, sourceDiskId: o.sourceDiskId, size: o.size,
-                     creationTime: o.created, freezeMicros: o.freezeMicros, description: o.descriptionText,
-                     tags: o.tags, retentionDays: o.retentionDays, owner: o.owner)
-    }
-
-    /// The on-disk format of the last commit (docs/FORMAT.md).
-    public var formatVersion: UInt32 { lock.withLock { superblock.formatVersion } }
-    /// The format new pools get and `upgrade` moves old ones to.
-    public static var currentFormatVersion: UInt32 { Layout.formatVersion }
-
-    public func disks() -> [DiskInfo] {
-        lock.withLock { objects.values.filter { $0.kind == .disk }.map(diskInfo).sorted { $0.name < $1.name } }
-    }
-    public func snapshots() -> [SnapshotInfo] {
-        lock.withLock { objects.values.filter { $0.kind == .snapshot }.map(snapshotInfo).sorted { $0.name < $1.name } }
-    }
-    public func disk(named name: String) -> DiskInfo? {
-        lock.withLock { byName[name].flatMap { objects[$0] }.flatMap { $0.kind == .disk ? diskInfo($0) : nil } }
-    }
-    public func snapshot(named name: String) -> SnapshotInfo? {
-        lock.withLock { byName[name].flatMap { objects[$0] }.flatMap { $0.kind == .snapshot ? snapshotInfo($0) : nil } }
-    }
-    public func disk(id: ObjectID) -> DiskInfo? {
-        lock.withLock { objects[id].flatMap { $0.kind == .disk ? diskInfo($0) : nil } }
-    }
-    public func snapshot(id: ObjectID) -> SnapshotInfo? {
-        lock.withLock { objects[id].flatMap { $0.kind == .snapshot ? snapshotInfo($0) : nil } }
-    }
-
-    public func stats() -> PoolStats {
-        let (disks, snaps, logical, inUse, idleBytes) = lock.withLock { () -> (Int, Int, UInt64, UInt64, UInt64) in
-            let d = objects.values.filter { $0.kind == .disk }
-            return (d.count, objects.count - d.count, d.reduce(0) { $0 + $1.size }, dataRefs.inUse, allocatedIdleBytes)
-        }
-        var used: UInt64 = 0
-        for f in [sbFile, metaFile, dataFile, metaRefs.file, dataRefs.file, journalFile].compactMap({ $0 }) { used += f.allocatedBytes() }
-        // Allocated chunks with no data (the tail, freed ones not punched) are room for new ones.
-        let idle = min(idleBytes, used)
-        used -= idle
-        var vfs = statvfs()
-        let avail: UInt64 = (statvfs(directory, &vfs) == 0 ? UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize) : 0) + idle
-        return PoolStats(chunkSize: chunkSize, usedBytes: used, availableBytes: avail, logicalBytes: logical,
-                         disks: disks, snapshots: snaps, dataChunksInUse: inUse)
     }
 }
