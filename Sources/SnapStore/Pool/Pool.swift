@@ -8,8 +8,15 @@ import Synchronization
 /// map nodes and object records), `data.NNNNNN` (chunks, in segments), `meta.refs` and `data.refs`
 /// (reference counts, shadow-paged), `lock` (one daemon per pool).
 ///
-/// Concurrency: `lock` guards all metadata (short critical sections, never around data
-/// I/O except reading uncached nodes); each object's `io` lock orders its data I/O;
+/// Its jobs, one file each: opening and closing (here), reads, writes, holes and sizes
+/// (Pool+Read, +Write, +Data), the catalog (+Objects, +Catalog), deletion in pieces
+/// (+Deletion), commits and the committer thread (+Commit, +Committer), the intent log
+/// (+Journal), host space (+Space, +Preallocation), fail-stop (+FailStop), readers of
+/// committed maps (+Readers, Reader/MapReader), checks (Check/), upgrades (+Upgrade).
+///
+/// Concurrency: `lock` guards all metadata (short critical sections over memory: walks
+/// and reports go through readers outside it, deletions release a piece per hold, the
+/// host's free space is read outside it); each object's `io` lock orders its data I/O;
 /// `txnLock` keeps a commit from closing a transaction while a write is half done;
 /// `commitLock` serialises commits.
 public final class Pool: @unchecked Sendable {
