@@ -179,8 +179,13 @@ final class RefcountTable {
     /// the order random writes freed them in, which would scatter every later sequential
     /// rewrite of the disk for good.
     func committed(_ writes: [PageWrite], freed: [UInt64], recycle: Bool = false, now: UInt64 = 0) {
+        committed(writes, ascending: freed.sorted(), recycle: recycle, now: now)
+    }
+
+    /// `committed` with the freed entries already in ascending order (the pool sorts them
+    /// outside its lock).
+    func committed(_ writes: [PageWrite], ascending: [UInt64], recycle: Bool = false, now: UInt64 = 0) {
         for w in writes { slot[w.index] = w.slot }
-        let ascending = freed.sorted()
         if recycle {
             recycled.append(contentsOf: ascending.map { ($0, now) })
         } else {
