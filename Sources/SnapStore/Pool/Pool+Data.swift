@@ -60,6 +60,12 @@ extension Pool {
 
     /// truncate(2): grow thinly, or shrink and give back the chunks past the new end.
     public func setDiskSize(id: ObjectID, size: UInt64) throws {
+        try resizing(id, to: size) { o in try setSizeLocked(o, size) }
+    }
+
+    /// Runs `body` on disk `id` for a new size `size`, with writes to it held off (its `io`
+    /// lock) and commits (`txnLock`): the preamble of every size change.
+    private func resizing<T>(_ id: ObjectID, to size: UInt64, _ body: (PoolObject) throws -> T) throws -> T {
         try ensureAcknowledging()
         let o = try lookupDisk(id)
         guard size <= Self.maxDiskSize else { throw StoreError.tooLarge("disk size above the 1 PiB limit") }
@@ -67,6 +73,10 @@ extension Pool {
         defer { o.io.unlock() }
         txnLock.readLock()
         defer { txnLock.unlock() }
+        return try body(o)
+    }
+
+    private func setSizeLocked(_ o: PoolObject, _ size: UInt64) throws {
         let old = lock.withLock { o.size }
         if size < old {
             let cs = UInt64(chunkSize)
@@ -83,7 +93,7 @@ extension Pool {
             o.modified = Date()
             dirtyObjects.insert(o.id)
         }
-        journal.append(size: id, size: size)
+        journal.append(size: o.id, size: size)
     }
 
     /// Grows the disk to at least `size`, in one step under the disk's `io` lock: a write
@@ -92,13 +102,10 @@ extension Pool {
     /// `refusingShrink` (`disk resize`). Returns the size the disk has after.
     @discardableResult
     public func growDisk(id: ObjectID, to size: UInt64, refusingShrink: Bool = false) throws -> UInt64 {
-        try ensureAcknowledging()
-        let o = try lookupDisk(id)
-        guard size <= Self.maxDiskSize else { throw StoreError.tooLarge("disk size above the 1 PiB limit") }
-        o.io.writeLock()
-        defer { o.io.unlock() }
-        txnLock.readLock()
-        defer { txnLock.unlock() }
+        try resizing(id, to: size) { o in try growLocked(o, size, refusingShrink: refusingShrink) }
+    }
+
+    private func growLocked(_ o: PoolObject, _ size: UInt64, refusingShrink: Bool) throws -> UInt64 {
         let grown = try lock.withLock { () throws -> Bool in
             if size <= o.size {
                 if refusingShrink && size < o.size {
@@ -111,7 +118,7 @@ extension Pool {
             dirtyObjects.insert(o.id)
             return true
         }
-        if grown { journal.append(size: id, size: size) }
+        if grown { journal.append(size: o.id, size: size) }
         return lock.withLock { o.size }
     }
 
