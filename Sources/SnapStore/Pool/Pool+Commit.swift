@@ -223,7 +223,7 @@ extension Pool {
             batch.metaFreed = m.freed
             batch.dataFreed = d.freed
             var sb = superblock
-            // The transaction just closed; after a failed commit this skips its number.
+            // The transaction just closed (a failed commit stops the pool: no number is skipped).
             sb.generation = metaRefs.txn - 1
             // Format 5 only adds record fields: a format 4 pool is format 5 from its first commit.
             if sb.formatVersion == 4 { sb.formatVersion = Layout.formatVersion }

@@ -33,12 +33,9 @@ public final class MapReader: @unchecked Sendable {
     /// The committed node at `block`, verified against the checksum its parent recorded.
     func node(_ block: UInt64, crc: UInt32) throws -> CommittedNode {
         if let n = cache.withLock({ $0.get(block) }) { return n }
-        var bytes = [UInt8](repeating: 0, count: Layout.blockSize)
-        let got = try bytes.withUnsafeMutableBytes { try metaFile.read(into: $0, at: block * UInt64(Layout.blockSize)) }
-        guard got == Layout.blockSize else { throw StoreError.corrupt("metadata block \(block) of \(name) lies past the end of the metadata file") }
-        let actual = crc32c(bytes)
-        guard actual == crc else {
-            throw StoreError.corrupt("metadata block \(block) of \(name): checksum mismatch (stored \(hex(crc)), computed \(hex(actual)))")
+        let bytes: [UInt8]
+        do { bytes = try MetaStore.readVerifiedBlock(block, crc: crc, from: metaFile) } catch StoreError.corrupt(let why) {
+            throw StoreError.corrupt("\(name): \(why)")
         }
         let n = bytes.withUnsafeBytes { CommittedNode(block: block, decoding: $0) }
         cache.withLock { $0.put(n) }

@@ -178,12 +178,7 @@ final class RefcountTable {
     /// chunks gets entries that were neighbours (one `pwrite`, sequential writeback), not
     /// the order random writes freed them in, which would scatter every later sequential
     /// rewrite of the disk for good.
-    func committed(_ writes: [PageWrite], freed: [UInt64], recycle: Bool = false, now: UInt64 = 0) {
-        committed(writes, ascending: freed.sorted(), recycle: recycle, now: now)
-    }
-
-    /// `committed` with the freed entries already in ascending order (the pool sorts them
-    /// outside its lock).
+    /// `ascending`: the freed entries, sorted (the pool sorts them outside its lock).
     func committed(_ writes: [PageWrite], ascending: [UInt64], recycle: Bool = false, now: UInt64 = 0) {
         for w in writes { slot[w.index] = w.slot }
         if recycle {

@@ -21,21 +21,29 @@ final class MetaStore {
     func node(_ block: UInt64, crc: UInt32) throws -> Node {
         if let n = dirty[block] ?? committing[block] ?? cache[block] { return n }
         if refuseReads { throw Uncached(block: block, crc: crc) }
-        let bytes = try readBlock(block)
-        let actual = bytes.withUnsafeBytes { crc32c($0) }
-        guard actual == crc else {
-            throw StoreError.corrupt("metadata block \(block): checksum mismatch (stored \(hex(crc)), computed \(hex(actual)))")
-        }
-        let n = bytes.withUnsafeBytes { Node(block: block, decoding: $0) }
+        let n = try readVerified(block, crc: crc)
         if cache.count >= cacheLimit { evict() }
         cache[block] = n
         return n
     }
 
-    func readBlock(_ block: UInt64) throws -> [UInt8] {
+    func readBlock(_ block: UInt64) throws -> [UInt8] { try Self.readBlock(block, from: file) }
+
+    /// Block `block` of a metadata file; a block past its end is damage.
+    static func readBlock(_ block: UInt64, from file: StorageFile) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: Layout.blockSize)
         let n = try bytes.withUnsafeMutableBytes { try file.read(into: $0, at: block * UInt64(Layout.blockSize)) }
         guard n == Layout.blockSize else { throw StoreError.corrupt("metadata block \(block) lies past the end of the metadata file") }
+        return bytes
+    }
+
+    /// Block `block` of a metadata file, checked against the checksum its parent recorded.
+    static func readVerifiedBlock(_ block: UInt64, crc: UInt32, from file: StorageFile) throws -> [UInt8] {
+        let bytes = try readBlock(block, from: file)
+        let actual = crc32c(bytes)
+        guard actual == crc else {
+            throw StoreError.corrupt("metadata block \(block): checksum mismatch (stored \(hex(crc)), computed \(hex(actual)))")
+        }
         return bytes
     }
 
@@ -83,11 +91,7 @@ final class MetaStore {
     /// Reads and verifies a node without touching the cache (no lock needed: the file's
     /// committed blocks do not change while referenced); `adopt` then caches it.
     func readVerified(_ block: UInt64, crc: UInt32) throws -> Node {
-        let bytes = try readBlock(block)
-        let actual = bytes.withUnsafeBytes { crc32c($0) }
-        guard actual == crc else {
-            throw StoreError.corrupt("metadata block \(block): checksum mismatch (stored \(hex(crc)), computed \(hex(actual)))")
-        }
+        let bytes = try Self.readVerifiedBlock(block, crc: crc, from: file)
         return bytes.withUnsafeBytes { Node(block: block, decoding: $0) }
     }
 
