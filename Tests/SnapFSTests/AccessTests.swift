@@ -5,31 +5,11 @@ import SnapStore
 import XCTest
 
 /// SPEC §6 in the core: every check made with the caller's credentials, exact errnos.
-final class AccessTests: XCTestCase {
-    var directory: String!
-    var pool: Pool!
-    var fs: FileSystem!
+final class AccessTests: CoreTestCase {
     let alice = Caller(uid: 1000, gid: 1000)
     let bob = Caller(uid: 1001, gid: 1001)
     /// In group 100 only as a supplementary group.
     let carol = Caller(uid: 1002, gid: 1002, groups: [100, 7])
-
-    override func setUpWithError() throws {
-        var template = Array("/tmp/snapfs-core-XXXXXX".utf8CString)
-        directory = String(cString: mkdtemp(&template)!)
-        pool = try Pool.open(directory: directory + "/pool")
-        fs = FileSystem(pool: pool)
-        fs.releaseWait = 0.2
-    }
-
-    override func tearDownWithError() throws {
-        try pool?.close()
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    func errno(_ body: () throws -> Void) -> Int32 {
-        do { try body(); return 0 } catch let e as FSError { return e.errno } catch { return -1 }
-    }
 
     func makeDisk(_ name: String) throws -> (folder: UInt64, image: UInt64) {
         let folder = try fs.mkdir(as: .root, parent: Inode.disks, name: name).ino

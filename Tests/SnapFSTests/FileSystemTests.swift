@@ -4,30 +4,8 @@ import SnapFS
 import SnapStore
 import XCTest
 
-/// The core against a real pool in a temp folder: no FUSE, exact errnos.
-final class FileSystemTests: XCTestCase {
-    var directory: String!
-    var pool: Pool!
-    var fs: FileSystem!
-
-    override func setUpWithError() throws {
-        var template = Array("/tmp/snapfs-core-XXXXXX".utf8CString)
-        directory = String(cString: mkdtemp(&template)!)
-        pool = try Pool.open(directory: directory + "/pool")
-        fs = FileSystem(pool: pool)
-        fs.releaseWait = 0.2
-    }
-
-    override func tearDownWithError() throws {
-        try pool?.close()
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    /// 0 on success, the errno of an FSError, -1 for any other error.
-    func errno(_ body: () throws -> Void) -> Int32 {
-        do { try body(); return 0 } catch let e as FSError { return e.errno } catch { return -1 }
-    }
-
+/// The tree, its errnos and the control paths in the core (CoreTestCase's pool).
+final class FileSystemTests: CoreTestCase {
     @discardableResult
     func makeDisk(_ name: String, size: UInt64 = 0) throws -> (folder: UInt64, image: UInt64) {
         let folder = try fs.mkdir(as: .root, parent: Inode.disks, name: name).ino
